@@ -1,7 +1,7 @@
 """Training on a selected subset S with Optax: LP, FT-1 and FT-2, resumable, data-parallel.
 
 One generic loop, `fit`, trains a pytree of trainable parameters through a pure
-`predict_fn(params, x)` (frozen parameters are closed over by `predict_fn`) on the rows
+`predict_fn(params, x[, frozen])` (frozen parameters are passed separately) on the rows
 `indices` of a training pool only, with
 
   * minibatches drawn from S by a permutation that depends only on (seed, epoch), padded
@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
@@ -259,11 +260,16 @@ def _put_rows(tree, mesh):
 
 
 def make_train_step(predict_fn: Callable, tx: optax.GradientTransformation, task: str, l2: float):
-  """A jitted step: weighted mean loss over the real rows of a padded, sharded batch."""
+  """A jitted step: weighted mean loss over the real rows of a padded, sharded batch.
 
-  def step(state: TrainState, x, y, w):
+  The step is `step(state, x, y, w, frozen) -> (state, loss)`; `predict_fn(params, x)` is
+  called as `predict_fn(params, x, frozen)` when `frozen` is not None.
+  """
+
+  def step(state: TrainState, x, y, w, frozen):
     def loss_fn(params):
-      per = per_example_loss(predict_fn(params, x), y, task)
+      out = predict_fn(params, x) if frozen is None else predict_fn(params, x, frozen)
+      per = per_example_loss(out, y, task)
       loss = jnp.sum(per * w) / jnp.maximum(jnp.sum(w), 1.0)
       return loss + (l2 * _l2_penalty(params) if l2 else 0.0), loss
 
@@ -275,8 +281,19 @@ def make_train_step(predict_fn: Callable, tx: optax.GradientTransformation, task
   return jax.jit(step, donate_argnums=0)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(predict_fn: Callable, opt_key: tuple, total_steps: int, task: str, l2: float):
+  """(tx, jitted step, jitted predict), shared by every run with the same model and optimiser,
+  so that sweeps over seeds and methods compile once per batch shape."""
+  cfg = TrainConfig(**dict(opt_key))
+  tx = make_optimizer(cfg, total_steps)
+  step = make_train_step(predict_fn, tx, task, l2)
+  pred = jax.jit(lambda p, x, fz: predict_fn(p, x) if fz is None else predict_fn(p, x, fz))
+  return tx, step, pred
+
+
 def predict(predict_fn: Callable, params, x, mesh=None, batch_size: int = 1024,
-            _jitted: Optional[Callable] = None) -> np.ndarray:
+            frozen=None, _jitted: Optional[Callable] = None) -> np.ndarray:
   """Outputs of `predict_fn(params, .)` on every row of `x`, batched and sharded.
 
   Args:
@@ -285,11 +302,12 @@ def predict(predict_fn: Callable, params, x, mesh=None, batch_size: int = 1024,
     x: (N, ...) array or pytree of arrays.
     mesh: the `data` mesh (default: all local devices).
     batch_size: rows per pass (rounded up to a multiple of the device count).
+    frozen: optional frozen parameters, passed as `predict_fn(params, x, frozen)`.
   Returns:
     (N, ...) numpy outputs.
   """
   mesh = mesh if mesh is not None else parallel.data_mesh()
-  fn = _jitted or jax.jit(predict_fn)
+  fn = _jitted or _compiled(predict_fn, (), 1, "classification", 0.0)[2]
   n = np.shape(jax.tree.leaves(x)[0])[0]
   bs = parallel.padded_size(min(batch_size, n), mesh)
   outs = []
@@ -298,14 +316,14 @@ def predict(predict_fn: Callable, params, x, mesh=None, batch_size: int = 1024,
     m = np.shape(jax.tree.leaves(chunk)[0])[0]
     if m < bs:
       chunk = jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[:1], bs - m, 0)]), chunk)
-    outs.append(np.asarray(fn(params, _put_rows(chunk, mesh)))[:m])
+    outs.append(np.asarray(fn(params, _put_rows(chunk, mesh), frozen))[:m])
   return np.concatenate(outs)
 
 
 def evaluate(predict_fn: Callable, params, split: Split, task: str, num_classes=None,
-             mesh=None, batch_size: int = 1024, _jitted=None) -> Dict[str, float]:
+             mesh=None, batch_size: int = 1024, frozen=None, _jitted=None) -> Dict[str, float]:
   """Metrics of `params` on `split`: accuracy + macro F1, or MAE + MSE."""
-  out = predict(predict_fn, params, split.x, mesh, batch_size, _jitted)
+  out = predict(predict_fn, params, split.x, mesh, batch_size, frozen, _jitted)
   if task == "classification":
     return metrics_lib.classification_metrics(split.y, out, num_classes)
   return metrics_lib.regression_metrics(split.y, out)
@@ -354,7 +372,7 @@ def _write_history(path: str, rows) -> None:
 
 def fit(predict_fn: Callable, params, train: Split, indices, val: Optional[Split],
         test: Optional[Split], cfg: TrainConfig, *, num_classes: Optional[int] = None,
-        workdir: Optional[str] = None, mesh=None,
+        workdir: Optional[str] = None, mesh=None, frozen=None,
         stop_after_epoch: Optional[int] = None) -> TrainResult:
   """Trains `params` on the rows `indices` of `train`; selects on `val`; tests once on `test`.
 
@@ -371,6 +389,9 @@ def fit(predict_fn: Callable, params, train: Split, indices, val: Optional[Split
     workdir: where checkpoints (`ckpt/`) and `metrics.jsonl` go; None: no checkpoints.
       A run finds its latest checkpoint there and resumes from it.
     mesh: the `data` mesh (default: all local devices).
+    frozen: optional pytree of frozen parameters, passed as `predict_fn(params, x, frozen)`
+      (an argument rather than a closure: no large constants in the compiled program, and
+      runs that share `predict_fn` share the compiled step).
     stop_after_epoch: stop (after checkpointing) once this epoch is done, without the
       final evaluation, as a preempted job would; a later call resumes.
   Returns:
@@ -392,7 +413,10 @@ def fit(predict_fn: Callable, params, train: Split, indices, val: Optional[Split
   bs = min(cfg.batch_size, n)
   padded = parallel.padded_size(bs, mesh)
   steps_per_epoch = -(-n // bs)
-  tx = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
+  opt_key = tuple(sorted((k, getattr(cfg, k)) for k in
+                         ("optimizer", "learning_rate", "schedule", "weight_decay")))
+  tx, step_fn, pred_jit = _compiled(predict_fn, opt_key, steps_per_epoch * cfg.epochs,
+                                    cfg.task, float(cfg.l2))
   y_dtype = np.int32 if cfg.task == "classification" else np.float32
 
   rep = parallel.replicated(mesh)
@@ -416,8 +440,8 @@ def fit(predict_fn: Callable, params, train: Split, indices, val: Optional[Split
       best = jax.device_put(restored["best"], rep)
       history = _read_history(hist_path, start_epoch)
 
-  step_fn = make_train_step(predict_fn, tx, cfg.task, cfg.l2)
-  pred_jit = jax.jit(predict_fn)
+  if frozen is not None:
+    frozen = jax.device_put(jax.tree.map(jnp.asarray, frozen), rep)
   best_value = None if np.isnan(float(best["value"])) else float(best["value"])
   last_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
 
@@ -429,7 +453,8 @@ def fit(predict_fn: Callable, params, train: Split, indices, val: Optional[Split
     losses = []
     for pos in batch_order(n, bs, cfg.seed, epoch):
       x, y, w = _pad_batch(sub, pos, padded, y_dtype)
-      state, loss = step_fn(state, _put_rows(x, mesh), _put_rows(y, mesh), _put_rows(w, mesh))
+      state, loss = step_fn(state, _put_rows(x, mesh), _put_rows(y, mesh), _put_rows(w, mesh),
+                            frozen)
       losses.append((loss, pos.size))
     train_loss = float(sum(float(l) * k for l, k in losses) / n)
     row = {"epoch": epoch, "step": int(state.step), "train_loss": train_loss}
@@ -438,7 +463,7 @@ def fit(predict_fn: Callable, params, train: Split, indices, val: Optional[Split
                                f"lower the learning rate (now {cfg.learning_rate}).")
     if val is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
       vm = evaluate(predict_fn, state.params, val, cfg.task, num_classes, mesh,
-                    cfg.eval_batch_size, pred_jit)
+                    cfg.eval_batch_size, frozen, pred_jit)
       row.update({f"val_{k}": v for k, v in vm.items()})
       if metrics_lib.is_better(cfg.metric, vm[cfg.metric], best_value):
         best_value = vm[cfg.metric]
@@ -469,7 +494,7 @@ def fit(predict_fn: Callable, params, train: Split, indices, val: Optional[Split
   test_metrics: Dict[str, float] = {}
   if test is not None and done_epoch >= cfg.epochs:
     test_metrics = evaluate(predict_fn, final_params, test, cfg.task, num_classes, mesh,
-                            cfg.eval_batch_size, pred_jit)
+                            cfg.eval_batch_size, frozen, pred_jit)
   if mgr is not None:
     mgr.close()
   params_host = jax.tree.map(np.asarray, final_params)
@@ -493,8 +518,10 @@ class Standardizer(NamedTuple):
     return ((np.asarray(x, np.float32) - self.mean) / self.std).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=None)
 def linear_predict_fn(num_outputs: int) -> Callable:
-  """predict_fn of the shared `LinearHead` on (B, d) features."""
+  """predict_fn of the shared `LinearHead` on (B, d) features (one function per output count,
+  so that repeated runs share compiled code)."""
   from skmm_jax.models.heads import LinearHead
   head = LinearHead(num_outputs=num_outputs, zero_init=True)
   return lambda params, x: head.apply({"params": params}, x)

@@ -26,11 +26,10 @@ def _cfg(**kw):
 
 
 def _mlp_fn():
-  """A two-layer model whose first layer is frozen (closed over): the FT-2 pattern."""
-  w0 = jnp.asarray(np.random.default_rng(1).normal(size=(6, 8)).astype(np.float32))
+  """A three-layer model whose first layer is frozen: the FT-2 pattern."""
 
-  def predict(params, x):
-    h = jnp.tanh(x @ w0)
+  def predict(params, x, frozen):
+    h = jnp.tanh(x @ frozen["w0"])
     h = jnp.tanh(h @ params["w1"] + params["b1"])
     return h @ params["w2"]
 
@@ -41,22 +40,27 @@ def _mlp_fn():
   return predict, params
 
 
+FROZEN = {"w0": np.random.default_rng(1).normal(size=(6, 8)).astype(np.float32)}
+
+
 def test_resume_mid_training_gives_same_final_params(tmp_path):
   data = _blobs()
   val = _blobs(60, seed=5)
   idx = np.arange(0, 240, 3)  # 80 rows, 3 batches per epoch, last one partial
   predict, params = _mlp_fn()
   cfg = _cfg()
-  full = training.fit(predict, params, data, idx, val, val, cfg, num_classes=3,
+  full = training.fit(predict, params, data, idx, val, val, cfg, num_classes=3, frozen=FROZEN,
                       workdir=str(tmp_path / "full"))
   wd = str(tmp_path / "interrupted")
-  part = training.fit(predict, params, data, idx, val, val, cfg, num_classes=3, workdir=wd,
+  part = training.fit(predict, params, data, idx, val, val, cfg, num_classes=3, frozen=FROZEN,
+                      workdir=wd,
                       stop_after_epoch=3)
   assert part.test == {} and len(part.history) == 3
   # A stray row of a lost epoch must not survive the resume.
   with open(os.path.join(wd, "metrics.jsonl"), "a") as f:
     f.write(json.dumps({"epoch": 4, "train_loss": -1.0}) + "\n")
-  resumed = training.fit(predict, params, data, idx, val, val, cfg, num_classes=3, workdir=wd)
+  resumed = training.fit(predict, params, data, idx, val, val, cfg, num_classes=3, frozen=FROZEN,
+                          workdir=wd)
   for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
     np.testing.assert_array_equal(a, b)
   assert resumed.best_epoch == full.best_epoch
@@ -66,7 +70,8 @@ def test_resume_mid_training_gives_same_final_params(tmp_path):
   assert [r["epoch"] for r in rows] == list(range(1, 7))
   assert all(r["train_loss"] > 0 for r in rows)
   # Calling again after completion restores the finished run instead of retraining.
-  again = training.fit(predict, params, data, idx, val, val, cfg, num_classes=3, workdir=wd)
+  again = training.fit(predict, params, data, idx, val, val, cfg, num_classes=3, frozen=FROZEN,
+                          workdir=wd)
   assert again.test == full.test and len(again.history) == 6
 
 
@@ -75,8 +80,10 @@ def test_one_and_four_devices_agree(mesh1, mesh4):
   idx = np.arange(50)  # not a multiple of 4: exercises the zero-weight padding
   predict, params = _mlp_fn()
   cfg = _cfg(epochs=3, batch_size=16)
-  r1 = training.fit(predict, params, data, idx, data, None, cfg, num_classes=3, mesh=mesh1)
-  r4 = training.fit(predict, params, data, idx, data, None, cfg, num_classes=3, mesh=mesh4)
+  r1 = training.fit(predict, params, data, idx, data, None, cfg, num_classes=3, mesh=mesh1,
+                      frozen=FROZEN)
+  r4 = training.fit(predict, params, data, idx, data, None, cfg, num_classes=3, mesh=mesh4,
+                      frozen=FROZEN)
   for a, b in zip(jax.tree.leaves(r1.params), jax.tree.leaves(r4.params)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
   assert r1.best_epoch == r4.best_epoch
