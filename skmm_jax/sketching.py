@@ -24,12 +24,17 @@ Example:
 from __future__ import annotations
 
 import functools
+from typing import Callable, Optional
 import zlib
 
+import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
+from skmm_jax import gradients
 from skmm_jax import parallel
 from skmm_jax import validation
 
@@ -115,3 +120,269 @@ def sketch_sharded(rows: parallel.ShardedRows, m: int, seed: int = 0,
   """Like `gaussian_sketch` but keeps the result sharded on the device mesh."""
   out = _sketch_rows(rows.array, jax.random.key(seed), int(m), int(leaf_id))
   return parallel.ShardedRows(out, rows.n_valid, rows.mesh)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sketch backends for per-example gradients (spec section 3).
+#
+# A backend turns (apply_fn, variables, parameter subset, a batch) into the (B, m) rows
+# g_i^T Gamma without ever holding Gamma whole:
+#   * `gaussian`: materialises the per-example gradients with vmap(grad) (O(B r) memory) and
+#     multiplies each leaf by its own block-generated Gamma (`sketch_leaf`, leaf id from the
+#     leaf's path). Summing over leaves is the sketch of the concatenated gradient with the
+#     stacked Gamma (`dense_embedding`). The correctness oracle.
+#   * `kronecker`: for flax.linen Dense and Conv layers, Gamma_layer = P_in (x) P_out with
+#     P_in ((d_in [+1 for the bias]) x r_in), P_out (d_out x r_out), r_in r_out = m, entries
+#     N(0, 1/r_in) and N(0, 1/r_out). The per-example gradient of such a layer is
+#     sum_t [x_t; 1] (x) delta_t over its tokens / output positions t, so its sketch is
+#     sum_t (P_in^T [x_t; 1]) (x) (P_out^T delta_t): the layer inputs are projected in the
+#     forward pass (a Conv becomes a conv with r_in random filters) and `sow`n, the output
+#     gradients delta come from `perturb` with one backward pass of the summed loss (examples
+#     are independent in inference mode). The gradient itself is never formed.
+# Both satisfy E||Gamma^T g||^2 = ||g||^2; layers / leaves are summed (independent Gammas).
+# ----------------------------------------------------------------------------------------------
+
+
+_KRON_U = "skmm_kron_inputs"
+_KRON_P = "skmm_kron_perturbations"
+
+
+def sketch_grads(grads, key: jax.Array, m: int) -> jax.Array:
+  """{path: (B, ...)} per-example gradients -> (B, m) = flatten_grads(grads) @ dense_embedding.
+
+  Each leaf is multiplied by its own block-generated Gamma (leaf id = `leaf_id_from_path`).
+  """
+  out = None
+  for p in sorted(grads):
+    g = grads[p]
+    s = sketch_leaf(g.reshape(g.shape[0], -1).astype(jnp.float32), key, m, leaf_id_from_path(p))
+    out = s if out is None else out + s
+  return out
+
+
+def dense_embedding(shapes, key: jax.Array, m: int) -> jax.Array:
+  """The stacked (r, m) Gamma `sketch_grads` uses, rows in `gradients.flatten_grads` order.
+
+  Args:
+    shapes: {path: leaf shape} (without the batch axis).
+  For tests and small r only: it holds r x m numbers.
+  """
+  return jnp.concatenate([
+      gaussian_embedding(key, int(np.prod(shapes[p])), m, leaf_id_from_path(p))
+      for p in sorted(shapes)], axis=0)
+
+
+def kron_dims(m: int, r_out: Optional[int] = None) -> tuple:
+  """(r_in, r_out) with r_in * r_out = m; default r_out = the largest divisor <= sqrt(m)."""
+  if r_out is None:
+    r_out = max(d for d in range(1, int(np.sqrt(m)) + 1) if m % d == 0)
+  if m % r_out:
+    raise validation.SkmmError(f"kronecker r_out={r_out} must divide the sketch dimension m={m}.")
+  return m // r_out, int(r_out)
+
+
+def kronecker_factors(key: jax.Array, module_path: str, d_in: int, d_out: int, m: int,
+                      r_out: Optional[int] = None):
+  """(P_in (d_in, r_in), P_out (d_out, r_out)) of one layer; d_in counts the bias row if any.
+
+  The layer's Gamma is np.kron(P_in, P_out), acting on the row-major flattening of the
+  (d_in, d_out) gradient [kernel reshaped to (-1, d_out); bias].
+  """
+  r_in, r_out = kron_dims(m, r_out)
+  p_in = gaussian_embedding(key, d_in, r_in, leaf_id_from_path(module_path + "/kron_in"))
+  p_out = gaussian_embedding(key, d_out, r_out, leaf_id_from_path(module_path + "/kron_out"))
+  return p_in, p_out
+
+
+def _module_groups(paths) -> dict:
+  groups = {}
+  for p in paths:
+    mod, leaf = p.rsplit("/", 1)
+    groups.setdefault(mod, set()).add(leaf)
+  return groups
+
+
+def _as_tuple(v, n=None):
+  if v is None:
+    return None
+  return (v,) * (n or 1) if isinstance(v, int) else tuple(v)
+
+
+def gaussian_backend(apply_fn: Callable, paths, m: int, key: jax.Array) -> Callable:
+  """Backend `gaussian`: vmap(grad) per-example gradients times the block-generated Gamma.
+
+  Returns:
+    fn(variables, inputs, targets) -> (B, m).
+  """
+  def fn(variables, inputs, targets):
+    grads = gradients.per_example_grads(apply_fn, variables, paths, inputs, targets)
+    return sketch_grads(grads, key, m)
+  return fn
+
+
+def kronecker_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
+                      r_out: Optional[int] = None) -> Callable:
+  """Backend `kronecker` for flax.linen Dense / Conv layers (see the section comment above).
+
+  `apply_fn` must accept flax's `mutable=` keyword (a `Module.apply`, possibly partial'd).
+
+  Returns:
+    fn(variables, inputs, targets) -> (B, m).
+  """
+  groups = _module_groups(paths)
+  r_in, r_out = kron_dims(m, r_out)
+  for mod, leaves in groups.items():
+    if "kernel" not in leaves or not leaves <= {"kernel", "bias"}:
+      raise validation.SkmmError(
+          f"the kronecker backend sketches whole Dense/Conv layers (kernel [+ bias]); the subset "
+          f"selects {sorted(leaves)} of {mod!r}. Use backend='gaussian' for other parameters.")
+
+  def fn(variables, inputs, targets):
+    d_outs = {}
+
+    def interceptor(next_fun, args, kwargs, context):
+      mod = context.module
+      if context.method_name != "__call__" or not isinstance(mod, (nn.Dense, nn.Conv)):
+        return next_fun(*args, **kwargs)
+      mpath = "/".join(("params",) + tuple(mod.path))
+      if mpath not in groups:
+        return next_fun(*args, **kwargs)
+      x = args[0] if args else kwargs["inputs"]
+      y = next_fun(*args, **kwargs)
+      use_bias = "bias" in groups[mpath]
+      d_out = y.shape[-1]
+      d_outs[mpath] = d_out
+      if isinstance(mod, nn.Dense):
+        d_in = x.shape[-1]
+        p_in, _ = kronecker_factors(key, mpath, d_in + use_bias, d_out, m, r_out)
+        u = jnp.matmul(x.astype(jnp.float32), p_in[:d_in], precision=jax.lax.Precision.HIGHEST)
+      else:
+        if mod.feature_group_count != 1:
+          raise validation.SkmmError(
+              f"the kronecker backend does not support grouped convolutions ({mpath!r}).")
+        ks = _as_tuple(mod.kernel_size)
+        d_in = int(np.prod(ks)) * x.shape[-1]
+        p_in, _ = kronecker_factors(key, mpath, d_in + use_bias, d_out, m, r_out)
+        conv = nn.Conv(r_in, ks, strides=mod.strides, padding=mod.padding,
+                       input_dilation=mod.input_dilation, kernel_dilation=mod.kernel_dilation,
+                       use_bias=False, precision=jax.lax.Precision.HIGHEST, parent=None)
+        u = conv.apply({"params": {"kernel": p_in[:d_in].reshape(*ks, x.shape[-1], r_in)}},
+                       x.astype(jnp.float32))
+      if use_bias:
+        u = u + p_in[d_in]
+      mod.sow(_KRON_U, "u", u)
+      return mod.perturb("y", y, collection=_KRON_P)
+
+    base = dict(flax.core.unfreeze(variables))
+    base.pop(_KRON_P, None)
+
+    def run(v, mutable):
+      with nn.intercept_methods(interceptor):
+        return apply_fn(v, inputs, mutable=mutable)
+
+    shapes = jax.eval_shape(lambda v: run(v, [_KRON_P, _KRON_U])[1][_KRON_P], base)
+    perts = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def loss(p):
+      logits, state = run({**base, _KRON_P: p}, [_KRON_U])
+      return gradients.cross_entropy(logits, targets).sum(), state[_KRON_U]
+
+    deltas, us = jax.grad(loss, has_aux=True)(perts)
+    deltas = traverse_util.flatten_dict(flax.core.unfreeze(deltas), sep="/")
+    us = traverse_util.flatten_dict(flax.core.unfreeze(us), sep="/")
+    missing = sorted(set(groups) - {"params/" + k[:-2] for k in deltas})
+    if missing:
+      raise validation.SkmmError(
+          f"the kronecker backend supports flax.linen.Dense and flax.linen.Conv layers only; the "
+          f"subset's {missing} were not called as such. Use backend='gaussian' for them.")
+    out = None
+    for mpath in sorted(groups):
+      key_ = mpath[len("params/"):]
+      u = us[key_ + "/u"]
+      if len(u) != 1:
+        raise validation.SkmmError(
+            f"layer {mpath!r} is called {len(u)} times (shared weights); the kronecker backend "
+            f"needs one call per layer. Use backend='gaussian'.")
+      u = u[0]
+      delta = deltas[key_ + "/y"].astype(jnp.float32)
+      b, d_out = delta.shape[0], delta.shape[-1]
+      _, p_out = kronecker_factors(key, mpath, 1, d_out, m, r_out)
+      v = jnp.matmul(delta.reshape(b, -1, d_out), p_out, precision=jax.lax.Precision.HIGHEST)
+      s = jnp.einsum("btp,btq->bpq", u.reshape(b, -1, r_in), v,
+                     precision=jax.lax.Precision.HIGHEST).reshape(b, m)
+      out = s if out is None else out + s
+    return out
+
+  return fn
+
+
+BACKENDS = {"gaussian": gaussian_backend, "kronecker": kronecker_backend}
+
+
+def make_row_fn(apply_fn: Callable, paths=(), *, m: Optional[int], seed: int = 0,
+                mode: str = "grad", target: str = "random", backend: str = "gaussian",
+                head_path: str = "params/head", **backend_options) -> Callable:
+  """The per-batch feature function the streaming driver jit-compiles.
+
+  Args:
+    apply_fn: for mode 'grad': (variables, inputs) -> logits (batch norm in inference mode);
+      for 'head_grad' / 'features': (variables, inputs) -> (B, d) features.
+    paths: leaf paths of the differentiated subset (`gradients.subset_paths`), mode 'grad'.
+    m: sketch dimension; None in 'features' / 'head_grad' mode keeps the raw rows.
+    seed: seeds Gamma and the random targets.
+    mode: 'grad', 'head_grad' (closed-form head gradient, head at `head_path` in variables)
+      or 'features'.
+    target: 'random' or 'true' (modes 'grad' and 'head_grad').
+    backend: 'gaussian' or 'kronecker' (mode 'grad').
+    **backend_options: e.g. r_out for 'kronecker'.
+
+  Returns:
+    row_fn(variables, inputs, labels, ids) -> (B, m) float32 (traceable; labels may be None
+    for random targets).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, flax.linen as nn
+    >>> model = nn.Dense(3); v = model.init(jax.random.key(0), jnp.ones((1, 4)))
+    >>> fn = make_row_fn(model.apply, ("params/bias", "params/kernel"), m=8, seed=0)
+    >>> fn(v, jnp.ones((2, 4)), None, jnp.arange(2)).shape
+    (2, 8)
+  """
+  validation.check_choice(mode, gradients.FEATURE_MODES, "feature mode")
+  validation.check_choice(target, gradients.TARGET_MODES, "target mode")
+  validation.check_choice(backend, BACKENDS, "sketch backend")
+  if m is not None and (isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m <= 0):
+    raise validation.SkmmError(f"sketch dimension m must be a positive integer; got {m!r}.")
+  if mode == "grad" and m is None:
+    raise validation.SkmmError("mode 'grad' needs a sketch dimension m (N x r is never stored).")
+  key = jax.random.key(seed)
+
+  if mode == "features":
+    def features_fn(variables, inputs, labels, ids):
+      x = apply_fn(variables, inputs)
+      x = x.reshape(x.shape[0], -1).astype(jnp.float32)
+      return x if m is None else sketch_leaf(x, key, int(m), 0)
+    return features_fn
+
+  if mode == "head_grad":
+    head_path = gradients._normalise(head_path)
+
+    def head_fn(variables, inputs, labels, ids):
+      flat = gradients.flatten_variables(variables)
+      if head_path + "/kernel" not in flat:
+        raise validation.SkmmError(f"no linear head at {head_path!r} in the variables.")
+      kernel, bias = flat[head_path + "/kernel"], flat.get(head_path + "/bias")
+      t = gradients.make_targets(target, ids, labels, kernel.shape[1], seed)
+      grads = gradients.head_grad(apply_fn(variables, inputs), kernel, bias, t, head_path)
+      return gradients.flatten_grads(grads) if m is None else sketch_grads(grads, key, int(m))
+    return head_fn
+
+  if not paths:
+    raise validation.SkmmError("mode 'grad' needs a non-empty parameter subset.")
+  paths = tuple(sorted(paths))
+  sketch = BACKENDS[backend](apply_fn, paths, int(m), key, **backend_options)
+
+  def grad_fn(variables, inputs, labels, ids):
+    num_classes = jax.eval_shape(apply_fn, variables, inputs).shape[-1]
+    t = gradients.make_targets(target, ids, labels, num_classes, seed)
+    return sketch(variables, inputs, t)
+  return grad_fn
