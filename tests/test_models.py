@@ -206,3 +206,55 @@ def test_bundle_subsets_and_split_merge():
   np.testing.assert_allclose(
       np.asarray(f @ params["classifier"]["kernel"] + params["classifier"]["bias"]),
       np.asarray(b.apply_logits(b.variables, x)), atol=1e-5)
+
+
+# -- CLIP (tiny random config, no downloads) --
+
+@pytest.fixture(scope="module")
+def tiny_clip_dir(tmp_path_factory):
+  from transformers import FlaxCLIPModel
+  from skmm_jax.models import clip
+  d = tmp_path_factory.mktemp("clip-tiny")
+  FlaxCLIPModel(clip.tiny_config(), seed=0).save_pretrained(str(d))
+  return str(d)
+
+
+def test_clip_bundle_loads_image_side_and_normalises(tiny_clip_dir):
+  from transformers import FlaxCLIPModel
+  b = models.clip_bundle(num_classes=4, weights=tiny_clip_dir, seed=0)
+  assert b.feature_dim == 8 and b.preprocess.crop == 32
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 32, 32, 3)), jnp.float32)
+  f = np.asarray(b.apply_features(b.variables, x))
+  np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-5)
+  hf = FlaxCLIPModel.from_pretrained(tiny_clip_dir, local_files_only=True)
+  ref = np.asarray(hf.get_image_features(pixel_values=jnp.transpose(x, (0, 3, 1, 2))))
+  ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+  np.testing.assert_allclose(f, ref, atol=1e-5)
+  assert b.apply_logits(b.variables, x).shape == (3, 4)
+  sel, _ = models.split_params(b.variables["params"], b.subset("ft2"))
+  assert set(sel) == {("visual_projection", "kernel"), ("classifier", "kernel"),
+                      ("classifier", "bias")}
+  # the weights fingerprint sees every weight
+  from skmm_jax.models import clip
+  b2 = models.clip_bundle(num_classes=4, weights=None, seed=0, config=clip.tiny_config())
+  assert b2.weights_fingerprint != b.weights_fingerprint
+
+
+def test_clip_absent_and_mismatched_weights(tmp_path, tiny_clip_dir):
+  from transformers import FlaxCLIPVisionModel
+  from skmm_jax.models import clip
+  with pytest.raises(SkmmError, match="openai/clip-vit-base-patch32.*not available locally"):
+    models.clip_bundle(weights="openai/clip-vit-base-patch32")
+  d = tmp_path / "vision-only"
+  FlaxCLIPVisionModel(clip.tiny_config().vision_config, seed=0).save_pretrained(str(d))
+  with pytest.raises(SkmmError, match="not a full CLIPModel checkpoint.*clip_vision_model"):
+    models.clip_bundle(weights=str(d))
+  # a checkpoint whose tensors disagree with its config: a named error, never a random init
+  cfg = json.loads(open(os.path.join(tiny_clip_dir, "config.json")).read())
+  cfg["vision_config"]["intermediate_size"] = 48
+  bad = tmp_path / "bad-clip"
+  bad.mkdir()
+  (bad / "config.json").write_text(json.dumps(cfg))
+  os.symlink(os.path.join(tiny_clip_dir, "flax_model.msgpack"), bad / "flax_model.msgpack")
+  with pytest.raises(SkmmError, match="could not load CLIP weights.*fc1"):
+    models.clip_bundle(weights=str(bad))
