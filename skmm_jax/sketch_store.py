@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence
 import jax
 import numpy as np
 import tqdm
+from jax.sharding import PartitionSpec as P
 
 from skmm_jax import cache
 from skmm_jax import gradients
@@ -202,7 +203,15 @@ def sketch_dataset(source, apply_fn: Callable, variables, *, root: str,
   meta_path = os.path.join(path, "meta.json")
 
   variables = jax.device_put(variables, parallel.replicated(mesh))
-  step = jax.jit(row_fn)
+  # Every row depends on its own example only, so each device runs the row function on its
+  # local slice of the batch (shard_map, no collectives). Leaving the batch to jit's SPMD
+  # partitioner instead gives WRONG per-example conv-kernel gradients on all but the first
+  # shard (vmap(grad) of a conv -> a batch-grouped conv, mis-partitioned in jax 0.10.2 on CPU;
+  # tests/test_sketch_store.py checks 1 vs 4 devices).
+  step = jax.jit(jax.shard_map(
+      row_fn, mesh=mesh, in_specs=(P(), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS),
+                                   P(parallel.DATA_AXIS)),
+      out_specs=P(parallel.DATA_AXIS), check_vma=False))
 
   def shard(x):
     return jax.device_put(x, parallel.row_sharding(mesh, x.ndim))

@@ -1,0 +1,158 @@
+"""Sketch backends: the dense Gaussian equals G @ Gamma, the Kronecker backend equals its definition
+on Dense and Conv layers, and both preserve squared norms in expectation."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from skmm_jax import gradients
+from skmm_jax import sketching
+from skmm_jax.validation import SkmmError
+from tests._sketch_models import tiny_cnn, token_net
+
+FT2 = ["params/conv1", "params/conv2", "params/head"]
+
+
+def _targets(apply_fn, v, x, seed=0):
+  c = jax.eval_shape(apply_fn, v, x[:1]).shape[-1]
+  return gradients.make_targets("random", np.arange(len(x)), num_classes=c, seed=seed)
+
+
+def _kron_definition(grads, key, m, r_out=None):
+  """sum over layers of vec([kernel.reshape(-1, d_out); bias]) @ np.kron(P_in, P_out)."""
+  out = 0
+  for mod in sorted({p.rsplit("/", 1)[0] for p in grads}):
+    k = np.asarray(grads[mod + "/kernel"])
+    b, d_out = k.shape[0], k.shape[-1]
+    g = k.reshape(b, -1, d_out)
+    if mod + "/bias" in grads:
+      g = np.concatenate([g, np.asarray(grads[mod + "/bias"])[:, None, :]], axis=1)
+    p_in, p_out = sketching.kronecker_factors(key, mod, g.shape[1], d_out, m, r_out)
+    out = out + g.reshape(b, -1) @ np.kron(np.asarray(p_in), np.asarray(p_out))
+  return out
+
+
+def _kron_and_grads(apply_fn, paths, m, v, x, t):
+  """The Kronecker rows (seed 0) and the vmap(grad) gradients, in one compiled program."""
+  @jax.jit
+  def f(v, x, t):
+    return (sketching.kronecker_backend(apply_fn, paths, m, jax.random.key(0))(v, x, t),
+            gradients.per_example_grads(apply_fn, v, paths, x, t))
+  return f(v, x, t)
+
+
+def test_gaussian_backend_equals_naive_dense_projection():
+  apply_fn, v, x, _ = tiny_cnn()
+  paths = gradients.subset_paths(v, FT2)
+  fn = jax.jit(sketching.make_row_fn(apply_fn, paths, m=24, seed=5, backend="gaussian"))
+  rows = np.asarray(fn(v, x, None, jnp.arange(len(x))))
+  t = _targets(apply_fn, v, x, seed=5)
+  grads = gradients.per_example_grads(apply_fn, v, paths, x, t)
+  g = np.asarray(gradients.flatten_grads(grads), np.float64)
+  gamma = np.asarray(sketching.dense_embedding({p: grads[p].shape[1:] for p in paths},
+                                               jax.random.key(5), 24), np.float64)
+  np.testing.assert_allclose(rows, g @ gamma, rtol=1e-4, atol=1e-5)
+
+
+def test_kronecker_backend_equals_definition_on_conv_and_dense():
+  apply_fn, v, x, _ = tiny_cnn()
+  paths = gradients.subset_paths(v, FT2 + ["params/proj"])
+  for m, r_out in [(24, None), (12, 3)]:
+    fn = jax.jit(sketching.make_row_fn(apply_fn, paths, m=m, seed=2, backend="kronecker",
+                                       r_out=r_out))
+    rows = np.asarray(fn(v, x, None, jnp.arange(len(x))))
+    t = _targets(apply_fn, v, x, seed=2)
+    grads = gradients.per_example_grads(apply_fn, v, paths, x, t)
+    ref = _kron_definition(grads, jax.random.key(2), m, r_out)
+    np.testing.assert_allclose(rows, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_kronecker_on_token_dense_layers():
+  apply_fn, v, x = token_net()
+  paths = gradients.subset_paths(v, ["fc1", "fc2"])
+  t = _targets(apply_fn, v, x)
+  rows, grads = _kron_and_grads(apply_fn, paths, 16, v, x, t)
+  np.testing.assert_allclose(rows, _kron_definition(grads, jax.random.key(0), 16),
+                             rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend,m,tol", [("gaussian", 16, 0.12), ("kronecker", 64, 0.2)])
+def test_norm_preserved_in_expectation(backend, m, tol):
+  apply_fn, v, x, _ = tiny_cnn()
+  x = x[:2]
+  paths = gradients.subset_paths(v, ["conv2", "head"])
+  t = _targets(apply_fn, v, x)
+  g2 = np.sum(np.asarray(gradients.flatten_grads(
+      gradients.per_example_grads(apply_fn, v, paths, x, t))) ** 2, axis=1)
+
+  def one(key):
+    return sketching.BACKENDS[backend](apply_fn, paths, m, key)(v, x, t)
+
+  keys = jax.random.split(jax.random.key(123), 400)
+  sk = np.asarray(jax.jit(jax.vmap(one))(keys))
+  ratio = (sk ** 2).sum(-1).mean(0) / g2
+  np.testing.assert_allclose(ratio, 1.0, atol=tol)
+
+
+def test_features_and_head_grad_modes():
+  import flax.linen as nn
+  head = nn.Dense(3)
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(5, 6)).astype(np.float32)
+  v = {"params": {"head": head.init(jax.random.key(0), x[:1])["params"]}}
+  feat = lambda v, x: x
+  rows = sketching.make_row_fn(feat, m=None, mode="features")(v, x, None, jnp.arange(5))
+  np.testing.assert_allclose(rows, x)
+  rows = sketching.make_row_fn(feat, m=4, mode="features", seed=1)(v, x, None, jnp.arange(5))
+  np.testing.assert_allclose(rows, sketching.gaussian_sketch(x, 4, seed=1), rtol=1e-5, atol=1e-6)
+  # head_grad sketched == gaussian backend on vmap(grad) of the same head
+  logits = lambda v, x: head.apply({"params": v["params"]["head"]}, x)
+  paths = gradients.subset_paths(v, "head")
+  a = sketching.make_row_fn(feat, m=8, mode="head_grad", head_path="head", seed=3)(
+      v, x, None, jnp.arange(5))
+  b = sketching.make_row_fn(logits, paths, m=8, mode="grad", seed=3)(v, x, None, jnp.arange(5))
+  np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  raw = sketching.make_row_fn(feat, m=None, mode="head_grad", head_path="head")(
+      v, x, None, jnp.arange(5))
+  assert raw.shape == (5, 6 * 3 + 3)
+
+
+def test_bad_backend_and_unsupported_layers_are_named():
+  apply_fn, v, x, _ = tiny_cnn()
+  with pytest.raises(SkmmError, match="Did you mean 'kronecker'"):
+    sketching.make_row_fn(apply_fn, ("params/head/kernel",), m=8, backend="kronecer")
+  with pytest.raises(SkmmError, match="kernel"):
+    sketching.make_row_fn(apply_fn, gradients.subset_paths(v, "bn"), m=8, backend="kronecker")
+  with pytest.raises(SkmmError, match="divide"):
+    sketching.make_row_fn(apply_fn, ("params/head/kernel",), m=8, backend="kronecker", r_out=3)
+  with pytest.raises(SkmmError, match="needs a sketch dimension"):
+    sketching.make_row_fn(apply_fn, ("params/head/kernel",), m=None)
+
+
+def test_kronecker_on_tiny_clip_vision_tower():
+  transformers = pytest.importorskip("transformers")
+  import flax.linen as nn
+  from transformers.models.clip.modeling_flax_clip import FlaxCLIPVisionModule
+
+  cfg = transformers.CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, image_size=8, patch_size=4,
+                                      projection_dim=8)
+
+  class ClipClassifier(nn.Module):
+    @nn.compact
+    def __call__(self, pixel_values):
+      out = FlaxCLIPVisionModule(cfg, name="vision")(pixel_values)
+      proj = nn.Dense(8, use_bias=False, name="visual_projection")(out.pooler_output)
+      return nn.Dense(3, name="classifier")(proj)
+
+  model = ClipClassifier()
+  x = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype(np.float32)
+  v = jax.jit(model.init)(jax.random.key(0), x[:1])
+  paths = gradients.subset_paths(v, ["visual_projection", "classifier",
+                                     "vision/vision_model/encoder/layers/0/mlp/fc2"])
+  t = _targets(model.apply, v, x)
+  rows, grads = _kron_and_grads(model.apply, paths, 8, v, x, t)
+  np.testing.assert_allclose(rows, _kron_definition(grads, jax.random.key(0), 8),
+                             rtol=1e-4, atol=1e-5)
