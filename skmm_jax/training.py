@@ -38,6 +38,7 @@ import dataclasses
 import functools
 import json
 import os
+import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import jax
@@ -68,7 +69,11 @@ class TrainConfig:
       not biases), as in a ridge / L2-regularised logistic regression.
     weight_decay: decoupled weight decay for "adamw".
     eval_every: evaluate on the validation split every this many epochs (and at the end).
-    checkpoint_every: save an Orbax checkpoint every this many epochs (0: never).
+    checkpoint_every: save an Orbax checkpoint every this many epochs (0: by time only).
+    checkpoint_every_s: also save once this many seconds passed since the last save
+      (0: by epochs only). A run stopped by `stop_after_epoch` always saves.
+    checkpoint_final: save when training completes (a later call then returns the finished
+      run without retraining); pipelines that cache the result themselves turn this off.
     select_metric: the validation metric that picks the epoch; default "accuracy"
       (classification) or "mae" (regression).
     eval_batch_size: batch size of evaluation passes.
@@ -84,7 +89,9 @@ class TrainConfig:
   l2: float = 0.0
   weight_decay: float = 0.0
   eval_every: int = 1
-  checkpoint_every: int = 1
+  checkpoint_every: int = 0
+  checkpoint_every_s: float = 120.0
+  checkpoint_final: bool = True
   select_metric: Optional[str] = None
   eval_batch_size: int = 1024
   seed: int = 0
@@ -449,6 +456,7 @@ def fit(predict_fn: Callable, params, train: Split, indices, val: Optional[Split
   if cfg.progress and start_epoch < last_epoch:
     from tqdm.auto import tqdm
     bar = tqdm(total=cfg.epochs, initial=start_epoch, desc="train", leave=False)
+  last_save = time.time()
   for epoch in range(start_epoch + 1, last_epoch + 1):
     losses = []
     for pos in batch_order(n, bs, cfg.seed, epoch):
@@ -473,9 +481,12 @@ def fit(predict_fn: Callable, params, train: Split, indices, val: Optional[Split
     if hist_path is not None:
       with open(hist_path, "a") as f:
         f.write(json.dumps(row) + "\n")
-    if mgr is not None and cfg.checkpoint_every and (
-        epoch % cfg.checkpoint_every == 0 or epoch == last_epoch):
+    if mgr is not None and (
+        (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0)
+        or (cfg.checkpoint_every_s and time.time() - last_save >= cfg.checkpoint_every_s)
+        or (epoch == last_epoch and (last_epoch < cfg.epochs or cfg.checkpoint_final))):
       _save(mgr, epoch, {"state": state, "best": best})
+      last_save = time.time()
     if bar is not None:
       bar.update(1)
       bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("epoch", "step")})

@@ -28,9 +28,11 @@ def _config(name):
   return cfg
 
 
-def _launch_in_process(name, workdir):
+def _launch_in_process(name, workdir, **overrides):
   launcher = importlib.import_module("experiments.main")
   cfg = _config(name)
+  with cfg.unlocked():
+    cfg.update(overrides)
   return launcher.load_pipeline(cfg.pipeline).run(cfg, workdir)
 
 
@@ -65,16 +67,25 @@ def test_config_end_to_end_on_mock_data(name, tmp_path):
 
 def test_rerun_reuses_every_stage_and_the_selection_is_cached(tmp_path):
   workdir = str(tmp_path / "ft2")
-  first = _launch_in_process("cifar10_resnet18_ft2", workdir)
+  first = _launch_in_process("cifar10_resnet18_ft2", workdir, full_reference=True)
   results = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(workdir) for f in fs
                    if f == "result.json")
   mtimes = [os.path.getmtime(p) for p in results]
   stores = sorted(os.listdir(os.path.join(workdir, "stores")))
-  again = _launch_in_process("cifar10_resnet18_ft2", workdir)
+  again = _launch_in_process("cifar10_resnet18_ft2", workdir, full_reference=True)
   assert again == first
   assert [os.path.getmtime(p) for p in results] == mtimes
   assert sorted(os.listdir(os.path.join(workdir, "stores"))) == stores
   assert len(stores) == 1  # one gradient sketch store, shared by every method and seed
+  with open(os.path.join(workdir, "cifar10_resnet18_ft2_accuracy.md")) as f:
+    assert "Full pool (n=48)" in f.read()
+
+
+def test_real_loader_path_on_sklearn_digits(tmp_path):
+  """The `skmm_jax.data.vision` loader path (host resize + crop to the backbone's input)."""
+  recs = _launch_in_process("cifar10_resnet18_ft1", str(tmp_path), dataset="digits",
+                            resize_on_device=False)
+  assert len(recs) == 2 and all(0 <= r["test_accuracy"] <= 1 for r in recs)
 
 
 def test_bad_config_values_are_clear_errors(tmp_path):

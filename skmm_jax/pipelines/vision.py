@@ -112,20 +112,50 @@ def mock_datasets(config) -> Datasets:
   return Datasets(sp(0, a), sp(a, b), sp(b, total), c, config.task, "mock")
 
 
-def load_datasets(config) -> Datasets:
-  """The `Datasets` of `config.dataset` (registered loaders first, then `skmm_jax.data`)."""
+def num_outputs(config) -> int:
+  """Head outputs of `config.dataset`: C for classification, 1 for regression."""
+  if config.dataset == "mock":
+    return int(config.mock.num_classes) if config.task == "classification" else 1
+  from skmm_jax.data import vision as data_vision
+  validation.check_choice(config.dataset, data_vision.DATASETS, "dataset")
+  info = data_vision.DATASETS[config.dataset]
+  return info.num_classes if info.task == "classification" else 1
+
+
+def load_datasets(config, preprocess=None) -> Datasets:
+  """The `Datasets` of `config.dataset`: a registered loader ("mock", "digits5to9"), or a real
+  data set of `skmm_jax.data.vision` ("cifar10", "cars196", "utkface", "digits").
+
+  Real data: the official "train" split is the pool minus a seeded validation part
+  (`config.val_fraction`, `config.split_seed`), "test" is the test split. Images are resized
+  and centre-cropped on the host with `preprocess` (the backbone's), except when
+  `config.resize_on_device` (default for CIFAR-10, whose 32x32 images stack as they are):
+  then the uint8 images stay small and `model_inputs` resizes them on device.
+  """
   name = config.dataset
-  if name not in _DATASETS:
-    try:
-      from skmm_jax import data as data_lib
-      loader = getattr(data_lib, "load_vision_datasets")
-    except (ImportError, AttributeError):
-      loader = None
-    if loader is None:
-      validation.check_choice(name, _DATASETS, "dataset")
-    ds = loader(config)
-    return ds if isinstance(ds, Datasets) else Datasets(*ds)
-  return _DATASETS[name](config)
+  if name in _DATASETS:
+    return _DATASETS[name](config)
+  from skmm_jax.data import vision as data_vision
+  validation.check_choice(name, list(data_vision.DATASETS) + list(_DATASETS), "dataset")
+  info = data_vision.DATASETS[name]
+  data_dir = config.get("data_dir", None) or default_data_dir()
+  on_device = bool(config.get("resize_on_device", name == "cifar10"))
+  pp = None if on_device else preprocess
+  pool_src = data_vision.load_split(name, "train", data_dir)
+  test_src = data_vision.load_split(name, "test", data_dir)
+  tr, va = data_vision.train_val_indices(len(pool_src), float(config.get("val_fraction", 0.1)),
+                                         int(config.get("split_seed", 0)))
+  y_dtype = np.int32 if info.task == "classification" else np.float32
+
+  def split(src, idx):
+    x, y = data_vision.load_images(src, idx, pp)
+    if x.ndim == 3 or x.shape[-1] == 1:
+      x = np.repeat(x.reshape(x.shape[:3] + (1,)), 3, axis=-1)
+    return training.Split(x, y.astype(y_dtype))
+
+  c = info.num_classes if info.task == "classification" else 1
+  return Datasets(split(pool_src, tr), split(pool_src, va),
+                  split(test_src, np.arange(len(test_src))), c, info.task, name)
 
 
 def _data_key(ds: Datasets) -> str:
@@ -327,11 +357,16 @@ def run(config, workdir: Optional[str] = None) -> List[Dict[str, Any]]:
   workdir = workdir or default_workdir(config)
   os.makedirs(workdir, exist_ok=True)
   progress = bool(config.get("progress", True))
-  ds = load_datasets(config)
-  bundle = load_bundle(config, ds.num_classes)
+  if config.dataset in _DATASETS:
+    ds = load_datasets(config)
+    bundle = load_bundle(config, ds.num_classes)
+  else:
+    bundle = load_bundle(config, num_outputs(config))
+    ds = load_datasets(config, bundle.preprocess)
   feats = features_stage(ds, bundle, config, workdir, progress) if setting != "ft2" else None
+  # result.json caches a finished run, so no final checkpoint; time-based ones stay.
   tcfg = training.TrainConfig.from_config(dict(config.train.to_dict(), task=ds.task,
-                                               progress=False)).validate()
+                                               progress=False, checkpoint_final=False)).validate()
   methods = list(config.methods)
   ns, seeds = _sweep(config, "n", [100]), _sweep(config, "seeds", [0])
   grad_feats = config.selection.features != "features"
@@ -384,7 +419,11 @@ def run(config, workdir: Optional[str] = None) -> List[Dict[str, Any]]:
              **{f"sel_{k}": v for k, v in diag.items()}}
       cache.atomic_write_json(res_path, rec)
     records.append(rec)
-  paths = write_report(records, workdir, ds.task, config.get("name", "vision"))
+  refs = {}
+  if config.get("full_reference", False):
+    full = full_pool_record(setting, ds, feats, bundle, tcfg, workdir)
+    refs = {f"Full pool (n={full['n']})": full}
+  paths = write_report(records, workdir, ds.task, config.get("name", "vision"), refs)
   for k, p in paths.items():
     if k.endswith("_md"):
       with open(p) as f:
@@ -414,15 +453,36 @@ def default_data_dir() -> Optional[str]:
   return os.environ.get("DATAROOT") or None
 
 
-def write_report(records, workdir: str, task: str, name: str) -> Dict[str, str]:
-  """results.jsonl, a mean +- std table per test metric (markdown/CSV/LaTeX) and a plot."""
+def full_pool_record(setting, ds: Datasets, feats, bundle, tcfg, workdir) -> Dict[str, Any]:
+  """The reference run trained on the whole pool (cached like the others)."""
+  n = len(ds.train)
+  key = cache.fingerprint("full", setting, dataclasses_dict(tcfg), _data_key(ds),
+                          bundle.weights_fingerprint)
+  run_dir = os.path.join(workdir, "runs", key)
+  path = os.path.join(run_dir, "result.json")
+  if os.path.exists(path):
+    return cache.read_json(path)
+  res = train_stage(setting, ds, feats, bundle, np.arange(n), tcfg, run_dir)
+  rec = {"method": "full", "n": n, "setting": setting, "best_epoch": res.best_epoch,
+         **{f"test_{k}": v for k, v in res.test.items()}}
+  cache.atomic_write_json(path, rec)
+  return rec
+
+
+def write_report(records, workdir: str, task: str, name: str,
+                 references: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, str]:
+  """results.jsonl, a mean +- std table per test metric (markdown/CSV/LaTeX) and a plot.
+
+  `references` are {label: record} drawn as constant rows / dashed lines (e.g. the full pool).
+  """
   from skmm_jax import reporting
   cache.atomic_write_text(os.path.join(workdir, "results.jsonl"),
                           "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
   out = {}
   metrics = ("accuracy", "macro_f1") if task == "classification" else ("mae",)
   for met in metrics:
-    summ = reporting.summarize(records, f"test_{met}", row="label", col="n")
+    refs = {k: r[f"test_{met}"] for k, r in (references or {}).items()}
+    summ = reporting.summarize(records, f"test_{met}", row="label", col="n", references=refs)
     lower = met == "mae"
     out.update({f"{met}_{k}": v for k, v in reporting.write_tables(
         summ, workdir, stem=f"{name}_{met}", lower_is_better=lower, fmt="{:.4f}").items()})
