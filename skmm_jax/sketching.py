@@ -143,6 +143,10 @@ def sketch_sharded(rows: parallel.ShardedRows, m: int, seed: int = 0,
 # ----------------------------------------------------------------------------------------------
 
 
+# Modules computed as y = x @ kernel (+ bias) besides flax.linen.Dense, by class name (the
+# project's `skmm_jax.models.heads.LinearHead`); extend it for your own Dense-like modules.
+DENSE_LIKE_MODULES = {"LinearHead"}
+
 _KRON_U = "skmm_kron_inputs"
 _KRON_P = "skmm_kron_perturbations"
 
@@ -242,7 +246,8 @@ def kronecker_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
 
     def interceptor(next_fun, args, kwargs, context):
       mod = context.module
-      if context.method_name != "__call__" or not isinstance(mod, (nn.Dense, nn.Conv)):
+      dense_like = isinstance(mod, nn.Dense) or type(mod).__name__ in DENSE_LIKE_MODULES
+      if context.method_name != "__call__" or not (dense_like or isinstance(mod, nn.Conv)):
         return next_fun(*args, **kwargs)
       mpath = "/".join(("params",) + tuple(mod.path))
       if mpath not in groups:
@@ -252,7 +257,7 @@ def kronecker_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
       use_bias = "bias" in groups[mpath]
       d_out = y.shape[-1]
       d_outs[mpath] = d_out
-      if isinstance(mod, nn.Dense):
+      if dense_like:
         d_in = x.shape[-1]
         p_in, _ = kronecker_factors(key, mpath, d_in + use_bias, d_out, m, r_out)
         u = jnp.matmul(x.astype(jnp.float32), p_in[:d_in], precision=jax.lax.Precision.HIGHEST)
@@ -293,7 +298,8 @@ def kronecker_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
     missing = sorted(set(groups) - {"params/" + k[:-2] for k in deltas})
     if missing:
       raise validation.SkmmError(
-          f"the kronecker backend supports flax.linen.Dense and flax.linen.Conv layers only; the "
+          f"the kronecker backend supports flax.linen.Dense / Conv layers (and DENSE_LIKE_MODULES) "
+          f"only; the "
           f"subset's {missing} were not called as such. Use backend='gaussian' for them.")
     out = None
     for mpath in sorted(groups):

@@ -156,3 +156,16 @@ def test_kronecker_on_tiny_clip_vision_tower():
   rows, grads = _kron_and_grads(model.apply, paths, 8, v, x, t)
   np.testing.assert_allclose(rows, _kron_definition(grads, jax.random.key(0), 8),
                              rtol=1e-4, atol=1e-5)
+
+
+def test_kronecker_and_gaussian_on_project_resnet_tiny_ft2():
+  models = pytest.importorskip("skmm_jax.models")
+  b = models.resnet_tiny_bundle(num_classes=3, seed=0)
+  prefixes = ["/".join(p) for p in models.subset_prefixes(b.module, "ft2")]
+  paths = gradients.subset_paths(b.variables, prefixes)
+  apply_fn = functools.partial(b.module.apply, train=False)
+  x = np.random.default_rng(0).normal(size=(3, 32, 32, 3)).astype(np.float32)
+  t = _targets(apply_fn, b.variables, x)
+  rows, grads = _kron_and_grads(apply_fn, paths, 8, b.variables, x, t)
+  np.testing.assert_allclose(rows, _kron_definition(grads, jax.random.key(0), 8),
+                             rtol=1e-4, atol=1e-5)

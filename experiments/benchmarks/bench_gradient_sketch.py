@@ -1,0 +1,192 @@
+r"""Benchmark: FT-2 gradient sketching of a ResNet18 at 32x32 inputs, m = 512, three ways.
+
+  (a) authors' approach: materialise the per-example gradients with vmap(grad), then project
+      them with a stored dense Gamma (r x m, held in memory);
+  (b) `gaussian` backend: vmap(grad), Gamma generated block by block from the seed;
+  (c) `kronecker` backend: layer inputs / output-gradients, no per-example gradient.
+
+Each path runs in its own subprocess (so peak RSS is its own), compiled once, then timed over
+`--reps` batches; the report gives median examples/s, the ratios (c)/(a) and (b)/(a), peak
+memory (process RSS and XLA's compiled memory analysis), and the matmul-bound floor of (b):
+2 B r m FLOPs per batch at the machine's measured matmul rate for the same shapes.
+
+One command:
+  python experiments/benchmarks/bench_gradient_sketch.py            # all three, side by side
+  python experiments/benchmarks/bench_gradient_sketch.py --batch 32 --reps 3 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+PATHS = {"a": "materialised vmap(grad) @ stored Gamma (authors)",
+         "b": "gaussian backend (block-generated Gamma)",
+         "c": "kronecker backend"}
+
+
+def _rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _setup(batch: int, num_classes: int = 10):
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from skmm_jax import gradients
+  try:
+    from skmm_jax import models
+  except ImportError as e:  # pragma: no cover - reported, not hidden
+    raise SystemExit(f"skmm_jax.models is not available ({e}); the ResNet18 benchmark needs it.")
+  module = models.resnet.resnet18(num_classes)
+  variables = jax.jit(module.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  prefixes = ["/".join(p) for p in models.subset_prefixes(module, "ft2")]
+  paths = gradients.subset_paths(variables, prefixes)
+  apply_fn = functools.partial(module.apply, train=False)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(batch, 32, 32, 3)).astype(np.float32))
+  ids = jnp.arange(batch)
+  return apply_fn, variables, paths, x, ids
+
+
+def _time(fn, args, reps):
+  import jax
+  jax.block_until_ready(fn(*args))  # compile + warm up
+  ts = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    ts.append(time.perf_counter() - t0)
+  return ts
+
+
+def _memory_analysis(fn, args):
+  try:
+    ma = fn.lower(*args).compile().memory_analysis()
+    return {"xla_temp_mb": ma.temp_size_in_bytes / 2**20,
+            "xla_argument_mb": ma.argument_size_in_bytes / 2**20,
+            "xla_output_mb": ma.output_size_in_bytes / 2**20}
+  except Exception as e:  # memory_analysis is backend-dependent
+    return {"xla_memory_analysis": f"unavailable: {e}"}
+
+
+def run_path(path: str, batch: int, m: int, reps: int, seed: int = 0) -> dict:
+  """Runs one path in this process; returns its measurements."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from skmm_jax import gradients, sketching
+  rss0 = _rss_mb()
+  apply_fn, variables, paths, x, ids = _setup(batch)
+  r = sum(int(np.prod(gradients.flatten_variables(variables)[p].shape)) for p in paths)
+  out = {"path": path, "what": PATHS[path], "batch": batch, "m": m, "r": r,
+         "layers": list(paths)}
+  if path == "a":
+    gamma = jax.jit(lambda k: jax.random.normal(k, (r, m), jnp.float32) / np.sqrt(m))(
+        jax.random.key(seed))
+    out["stored_gamma_mb"] = r * m * 4 / 2**20
+
+    @jax.jit
+    def fn(v, x, ids, gamma):
+      c = jax.eval_shape(apply_fn, v, x).shape[-1]
+      t = gradients.make_targets("random", ids, num_classes=c, seed=seed)
+      g = gradients.flatten_grads(gradients.per_example_grads(apply_fn, v, paths, x, t))
+      return jnp.dot(g, gamma, precision=jax.lax.Precision.HIGHEST)
+    args = (variables, x, ids, gamma)
+  else:
+    backend = "gaussian" if path == "b" else "kronecker"
+    row_fn = sketching.make_row_fn(apply_fn, paths, m=m, seed=seed, backend=backend)
+    fn = jax.jit(lambda v, x, ids: row_fn(v, x, None, ids))
+    args = (variables, x, ids)
+  out.update(_memory_analysis(fn, args))
+  ts = _time(fn, args, reps)
+  out["seconds_per_batch"] = ts
+  out["median_s"] = statistics.median(ts)
+  out["examples_per_s"] = batch / out["median_s"]
+  out["peak_rss_mb"] = _rss_mb()
+  out["peak_rss_delta_mb"] = out["peak_rss_mb"] - rss0
+  return out
+
+
+def matmul_rate(batch: int, m: int, k: int = 16384, reps: int = 5) -> float:
+  """Measured float32 matmul FLOP/s for (batch, k) @ (k, m) (the projection's shape)."""
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.key(0), (batch, k))
+  b = jax.random.normal(jax.random.key(1), (k, m))
+  f = jax.jit(lambda a, b: jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST))
+  ts = _time(f, (a, b), reps)
+  return 2.0 * batch * k * m / statistics.median(ts)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--m", type=int, default=512)
+  p.add_argument("--reps", type=int, default=3)
+  p.add_argument("--paths", default="a,b,c", help="subset of a,b,c")
+  p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # child mode
+  p.add_argument("--json", default=None, help="also write the results here")
+  args = p.parse_args(argv)
+  if args.only:
+    print("RESULT " + json.dumps(run_path(args.only, args.batch, args.m, args.reps)))
+    return
+  results = {}
+  for path in args.paths.split(","):
+    cmd = [sys.executable, os.path.abspath(__file__), "--only", path, "--batch", str(args.batch),
+           "--m", str(args.m), "--reps", str(args.reps)]
+    print(f"running ({path}) {PATHS[path]} ...", flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if proc.returncode or not line:
+      results[path] = {"path": path, "what": PATHS[path], "error": proc.stderr[-2000:]}
+      print(proc.stderr[-2000:], file=sys.stderr)
+      continue
+    results[path] = json.loads(line[0][len("RESULT "):])
+  rate = matmul_rate(args.batch, args.m)
+  any_ok = next((v for v in results.values() if "r" in v), None)
+  summary = {"batch": args.batch, "m": args.m, "matmul_gflops": rate / 1e9, "paths": results,
+             "cpu_count": os.cpu_count(), "loadavg_1min": os.getloadavg()[0]}
+  if any_ok:
+    flops = 2.0 * args.batch * any_ok["r"] * args.m
+    summary["projection_gflop_per_batch"] = flops / 1e9
+    summary["floor_b_examples_per_s"] = args.batch / (flops / rate)
+  eps = {k: v.get("examples_per_s") for k, v in results.items()}
+  if eps.get("a"):
+    for k in ("b", "c"):
+      if eps.get(k):
+        summary[f"ratio_{k}_over_a"] = eps[k] / eps["a"]
+  if eps.get("b") and "floor_b_examples_per_s" in summary:
+    summary["b_vs_floor"] = summary["floor_b_examples_per_s"] / eps["b"]
+
+  print(f"\nFT-2 ResNet18 32x32, r = {any_ok['r'] if any_ok else '?'}, m = {args.m}, "
+        f"batch = {args.batch}, {os.cpu_count()} CPUs, load {summary['loadavg_1min']:.1f}")
+  print(f"{'path':<52} {'ex/s':>9} {'s/batch':>9} {'peak RSS MB':>12} {'XLA temp MB':>12}")
+  for k, v in results.items():
+    if "error" in v:
+      print(f"({k}) {v['what']:<48} FAILED")
+      continue
+    print(f"({k}) {v['what']:<48} {v['examples_per_s']:>9.2f} {v['median_s']:>9.3f} "
+          f"{v['peak_rss_mb']:>12.0f} {v.get('xla_temp_mb', float('nan')):>12.0f}")
+  for k in ("b", "c"):
+    if f"ratio_{k}_over_a" in summary:
+      print(f"ratio ({k})/(a): {summary[f'ratio_{k}_over_a']:.2f}x")
+  if "floor_b_examples_per_s" in summary:
+    print(f"matmul rate {rate / 1e9:.1f} GFLOP/s -> floor for (b) "
+          f"{summary['floor_b_examples_per_s']:.2f} ex/s "
+          f"({summary['projection_gflop_per_batch']:.1f} GFLOP/batch)"
+          + (f"; (b) is {summary['b_vs_floor']:.2f}x the floor" if "b_vs_floor" in summary else ""))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(summary, f, indent=2)
+  return summary
+
+
+if __name__ == "__main__":
+  main()
