@@ -215,7 +215,12 @@ def tiny_clip_dir(tmp_path_factory):
   from transformers import FlaxCLIPModel
   from skmm_jax.models import clip
   d = tmp_path_factory.mktemp("clip-tiny")
-  FlaxCLIPModel(clip.tiny_config(), seed=0).save_pretrained(str(d))
+  config = clip.tiny_config()
+  hf = FlaxCLIPModel(config, _do_init=False)
+  shapes = {"input_ids": jnp.zeros((1, 4), jnp.int32), "pixel_values": jnp.zeros((1, 32, 32, 3)),  # NHWC inside
+            "attention_mask": jnp.ones((1, 4), jnp.int32), "position_ids": jnp.zeros((1, 4), jnp.int32)}
+  params = jax.jit(hf.module.init)(jax.random.key(0, impl="rbg"), **shapes)["params"]
+  hf.save_pretrained(str(d), params=params)
   return str(d)
 
 
@@ -226,8 +231,9 @@ def test_clip_bundle_loads_image_side_and_normalises(tiny_clip_dir):
   x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 32, 32, 3)), jnp.float32)
   f = np.asarray(b.apply_features(b.variables, x))
   np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-5)
-  hf = FlaxCLIPModel.from_pretrained(tiny_clip_dir, local_files_only=True)
-  ref = np.asarray(hf.get_image_features(pixel_values=jnp.transpose(x, (0, 3, 1, 2))))
+  hf, params = FlaxCLIPModel.from_pretrained(tiny_clip_dir, local_files_only=True, _do_init=False)
+  ref = np.asarray(jax.jit(lambda p, px: hf.get_image_features(pixel_values=px, params=p))(
+      params, jnp.transpose(x, (0, 3, 1, 2))))
   ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
   np.testing.assert_allclose(f, ref, atol=1e-5)
   assert b.apply_logits(b.variables, x).shape == (3, 4)
@@ -235,18 +241,18 @@ def test_clip_bundle_loads_image_side_and_normalises(tiny_clip_dir):
   assert set(sel) == {("visual_projection", "kernel"), ("classifier", "kernel"),
                       ("classifier", "bias")}
   # the weights fingerprint sees every weight
-  from skmm_jax.models import clip
-  b2 = models.clip_bundle(num_classes=4, weights=None, seed=0, config=clip.tiny_config())
-  assert b2.weights_fingerprint != b.weights_fingerprint
+  v2 = jax.tree_util.tree_map(lambda a: a, b.variables)
+  v2["params"]["vision_model"]["post_layernorm"]["bias"] = v2["params"]["vision_model"][
+      "post_layernorm"]["bias"] + 1e-3
+  assert models.weights_fingerprint(v2) != b.weights_fingerprint
 
 
 def test_clip_absent_and_mismatched_weights(tmp_path, tiny_clip_dir):
-  from transformers import FlaxCLIPVisionModel
   from skmm_jax.models import clip
   with pytest.raises(SkmmError, match="openai/clip-vit-base-patch32.*not available locally"):
     models.clip_bundle(weights="openai/clip-vit-base-patch32")
-  d = tmp_path / "vision-only"
-  FlaxCLIPVisionModel(clip.tiny_config().vision_config, seed=0).save_pretrained(str(d))
+  d = tmp_path / "vision-only"  # a CLIPVisionModel checkpoint has no visual projection
+  clip.tiny_config().vision_config.save_pretrained(str(d))
   with pytest.raises(SkmmError, match="not a full CLIPModel checkpoint.*clip_vision_model"):
     models.clip_bundle(weights=str(d))
   # a checkpoint whose tensors disagree with its config: a named error, never a random init

@@ -193,8 +193,15 @@ def bundle_from_module(name: str, module, variables, preprocess: Preprocess,
                      int(feature_dim), weights_fingerprint(variables))
 
 
+def init_key(seed: int) -> jax.Array:
+  """The PRNG key of random initialisations: XLA's RngBitGenerator (`rbg`) compiles ~5x faster
+  than threefry for a whole network's init on CPU. Deterministic per seed on a given platform."""
+  return jax.random.key(seed, impl="rbg")
+
+
 def _init_variables(module, image_size: int, seed: int):
-  v = module.init(jax.random.PRNGKey(seed), jnp.zeros((1, image_size, image_size, 3), jnp.float32))
+  v = jax.jit(module.init)(init_key(seed),
+                           jnp.zeros((1, image_size, image_size, 3), jnp.float32))
   return jax.tree_util.tree_map(np.asarray, flax.core.unfreeze(v))
 
 

@@ -146,6 +146,7 @@ def clip_bundle(num_classes: int = 0, weights: Optional[str] = DEFAULT_CLIP, see
     config: a `CLIPConfig` for random init (default: ViT-B/32's).
   """
   from skmm_jax import models
+  from skmm_jax.models import init_key
   if weights is not None:
     config, loaded = load_clip_params(weights)
   elif config is None:
@@ -153,7 +154,8 @@ def clip_bundle(num_classes: int = 0, weights: Optional[str] = DEFAULT_CLIP, see
     config = CLIPConfig()
   module = CLIPImageClassifier(config.vision_config, int(config.projection_dim), int(num_classes))
   size = int(config.vision_config.image_size)
-  variables = module.init(jax.random.PRNGKey(seed), jnp.zeros((1, size, size, 3), jnp.float32))
+  variables = jax.jit(module.init)(init_key(seed),
+                                   jnp.zeros((1, size, size, 3), jnp.float32))
   variables = jax.tree_util.tree_map(np.asarray, flax.core.unfreeze(variables))
   if weights is not None:
     variables["params"].update(loaded)

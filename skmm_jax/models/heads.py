@@ -25,7 +25,7 @@ class LinearHead(nn.Module):
     num_outputs: number of classes (or 1 for regression).
     use_bias: whether to add the bias b.
     zero_init: initialise W (and b) to zero, as for a fresh linear probe; otherwise
-      LeCun-normal W, as `torch.nn.Linear`-like random init.
+      W ~ N(0, 1/d) (untruncated LeCun normal) and b = 0.
   """
   num_outputs: int
   use_bias: bool = True
@@ -33,7 +33,8 @@ class LinearHead(nn.Module):
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
+    init = nn.initializers.zeros if self.zero_init else nn.initializers.variance_scaling(
+        1.0, "fan_in", "normal")
     kernel = self.param("kernel", init, (x.shape[-1], self.num_outputs), jnp.float32)
     y = jnp.dot(x, kernel.astype(x.dtype))
     if self.use_bias:

@@ -36,6 +36,9 @@ from skmm_jax.models.heads import LinearHead
 
 BN_EPS = 1e-5       # torch.nn.BatchNorm2d defaults
 BN_MOMENTUM = 0.9   # flax convention: 1 - torch momentum (0.1)
+# HF / torchvision init: kaiming_normal_(mode="fan_out", nonlinearity="relu"), untruncated
+# (also far cheaper to compile on CPU than flax's truncated-normal default).
+CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 class ConvLayer(nn.Module):
@@ -49,7 +52,8 @@ class ConvLayer(nn.Module):
   def __call__(self, x, train: bool = False):
     k, p = self.kernel_size, self.kernel_size // 2
     x = nn.Conv(self.features, (k, k), strides=(self.stride, self.stride),
-                padding=((p, p), (p, p)), use_bias=False, name="convolution")(x)
+                padding=((p, p), (p, p)), use_bias=False, kernel_init=CONV_INIT,
+                name="convolution")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
                      name="normalization")(x)
     return nn.relu(x) if self.relu else x
@@ -63,7 +67,7 @@ class ShortCut(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = nn.Conv(self.features, (1, 1), strides=(self.stride, self.stride), padding="VALID",
-                use_bias=False, name="convolution")(x)
+                use_bias=False, kernel_init=CONV_INIT, name="convolution")(x)
     return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
                         name="normalization")(x)
 
