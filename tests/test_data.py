@@ -35,6 +35,16 @@ def test_tfds_absent_data_names_dataset_dir_and_command(tmp_path):
   msg = str(e.value)
   assert "'cifar10'" in msg and str(tmp_path / "empty") in msg
   assert "tfds build cifar10" in msg and "--file_format=array_record" in msg
+  assert "does not exist" in msg
+  (tmp_path / "dd" / "cars196" / "2.1.0").mkdir(parents=True)
+  (tmp_path / "dd" / "cars196" / "2.1.0" / "cars196-train.tfrecord-00000-of-00001").write_bytes(b"")
+  (tmp_path / "dd" / "cars196" / "2.1.0" / "dataset_info.json").write_text("{}")
+  with pytest.raises(vision.DataNotFoundError,
+                     match="'cars196'.*" + ("tfds.load" if vision._tf_available()
+                                            else "prepared as TFRecord")):
+    vision.load_split("cars196", "test", data_dir=str(tmp_path / "dd"))
+  with pytest.raises(vision.DataNotFoundError, match="no cifar10/ folder"):
+    vision.load_split("cifar10", "test", data_dir=str(tmp_path / "dd"))
   with pytest.raises(SkmmError, match="unknown dataset 'cifar100'"):
     vision.load_split("cifar100", "train")
   with pytest.raises(SkmmError, match="unknown split of cifar10 'validation'"):

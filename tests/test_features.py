@@ -108,3 +108,21 @@ def test_extraction_on_digits_and_clip_tiny(tmp_path, mesh4):
   assert out.features.shape == (20, 8)
   np.testing.assert_allclose(np.linalg.norm(out.features, axis=1), 1.0, atol=1e-5)
   assert out.labels.dtype == np.int64
+
+
+def test_extract_features_pipeline_runlocal(tmp_path):
+  import sys
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from configs import extract_features as cfg_mod
+  from skmm_jax.pipelines import extract_features as pipeline
+  from skmm_jax import cache
+  config = cfg_mod.get_config("runlocal")
+  paths = pipeline.run(config, str(tmp_path))
+  assert set(paths) == {"train", "test"}
+  summary = cache.read_json(str(tmp_path / "extract_features.json"))
+  assert summary["splits"]["train"]["n"] == 64 and summary["splits"]["test"]["dim"] == 16
+  f = features.load_features(paths["test"])
+  assert f.features.shape == (64, 16) and f.meta["dataset"] == "digits[:64]"
+  assert pipeline.run(config, str(tmp_path)) == paths  # cached: same store
+  with pytest.raises(ValueError, match="unknown variant"):
+    cfg_mod.get_config("imagenet")

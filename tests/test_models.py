@@ -145,6 +145,13 @@ def test_converter_new_head_and_absent_weights(tmp_path):
   assert set(report.loaded) | set(report.ignored) | set(report.replaced) == set(sd)
   with pytest.raises(SkmmError, match="not available locally.*huggingface-cli download"):
     convert.load_hf_resnet("nobody/no-such-resnet")
+  # the bundle loader defaults to the paper's checkpoint, never to a silent random init
+  with pytest.raises(SkmmError, match="'microsoft/resnet-18' are not available locally"):
+    models.load_bundle("resnet18", num_classes=10)
+  b = models.load_bundle("resnet18", num_classes=3, weights=path, seed=1)
+  assert b.feature_dim == 16 and b.variables["params"]["classifier"]["kernel"].shape == (16, 3)
+  np.testing.assert_array_equal(b.variables["params"]["embedder"]["convolution"]["kernel"],
+                                variables["params"]["embedder"]["convolution"]["kernel"])
   with pytest.raises(SkmmError, match="no such file"):
     convert.load_hf_resnet(str(tmp_path / "nowhere" / "x.safetensors"))
 

@@ -189,8 +189,25 @@ def tfds_source(name: str, split: str, data_dir: Optional[str]):
     except Exception as e:
       first_error += f"; tfds.load: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
   raise DataNotFoundError(
-      f"dataset {name!r} (split {split!r}) is not available in data_dir {data_dir!r} "
-      f"({first_error}). {_prepare_hint(name, data_dir)}")
+      f"dataset {name!r} (split {split!r}) is not available in data_dir {data_dir!r}: "
+      f"{_absent_reason(name, data_dir, first_error)}. {_prepare_hint(name, data_dir)}")
+
+
+def _absent_reason(name: str, data_dir: str, error: str) -> str:
+  """Why a tfds dataset could not be read, in words (tfds' own message is often misleading)."""
+  root = os.path.join(data_dir, name)
+  if not os.path.isdir(data_dir):
+    return "the directory does not exist"
+  if not os.path.isdir(root):
+    return f"there is no {name}/ folder in it"
+  files = [f for _, _, fs in os.walk(root) for f in fs]
+  if not any(".array_record" in f for f in files) and any(".tfrecord" in f for f in files):
+    if not _tf_available():
+      return ("it is prepared as TFRecord, which needs TensorFlow (not installed) to read; "
+              "re-prepare it as array_record or install tensorflow")
+  if not any(f == "dataset_info.json" for f in files):
+    return f"{root} holds no prepared version (no dataset_info.json)"
+  return error
 
 
 # --------------------------------------------------------------------------- folders / sklearn

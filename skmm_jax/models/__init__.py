@@ -245,34 +245,40 @@ def clip_bundle(num_classes: int = 0, weights: Optional[str] = "openai/clip-vit-
 
 
 BACKBONES = ("resnet18", "resnet_tiny", "clip_vit_b32", "clip_tiny")
+DEFAULT_WEIGHTS = {"resnet18": "microsoft/resnet-18", "clip_vit_b32": "openai/clip-vit-base-patch32"}
+RANDOM = "random"
 
 
 def load_bundle(backbone: str, num_classes: int = 0, weights: Optional[str] = None,
                 seed: int = 0) -> ModelBundle:
-  """Bundle by name: "resnet18", "resnet_tiny", "clip_vit_b32", "clip_tiny" (random tiny CLIP).
+  """Bundle by name: "resnet18", "clip_vit_b32" (pretrained), "resnet_tiny", "clip_tiny" (random).
 
   Args:
     backbone: the name.
-    num_classes: head outputs (0: a 1-output head is still created for ResNets, unused by
-      feature extraction).
-    weights: local checkpoint directory / hub id (resnet18, clip_vit_b32); None = random init for
-      resnet18, the default hub id for clip_vit_b32.
+    num_classes: head outputs (0: a 1-output head is still created, unused by feature
+      extraction).
+    weights: for resnet18 / clip_vit_b32, a local checkpoint directory or a hub id in the local
+      hub cache; None means the paper's checkpoint (`DEFAULT_WEIGHTS`, never downloaded: a
+      clear error when absent); "random" means random init (smoke runs only).
+    seed: seed of the random head (and of random weights).
   """
   check_choice(backbone, BACKBONES, "backbone")
   nc = max(int(num_classes), 1)
-  if backbone == "resnet18":
-    return resnet18_bundle(nc if weights is None or num_classes else 1000, weights, seed)
   if backbone == "resnet_tiny":
     return resnet_tiny_bundle(nc, seed)
   from skmm_jax.models import clip
   if backbone == "clip_tiny":
     return clip.clip_bundle(num_classes=nc, weights=None, seed=seed, config=clip.tiny_config())
-  return clip.clip_bundle(num_classes=nc, weights=weights or clip.DEFAULT_CLIP, seed=seed)
+  weights = DEFAULT_WEIGHTS[backbone] if weights is None else str(weights)
+  random_init = weights.lower() == RANDOM
+  if backbone == "resnet18":
+    return resnet18_bundle(nc, None if random_init else weights, seed)
+  return clip.clip_bundle(num_classes=nc, weights=None if random_init else weights, seed=seed)
 
 
 __all__ = [
     "ModelBundle", "PARAM_SUBSETS", "SUBSETS", "subset_prefixes", "subset_predicate",
     "make_predicate", "path_names", "subset_mask", "split_params", "merge_params",
     "weights_fingerprint", "bundle_from_module", "resnet18_bundle", "resnet_tiny_bundle",
-    "clip_bundle", "load_bundle", "BACKBONES", "heads", "resnet",
+    "clip_bundle", "load_bundle", "BACKBONES", "DEFAULT_WEIGHTS", "RANDOM", "heads", "resnet",
 ]
