@@ -139,7 +139,9 @@ def sketch_sharded(rows: parallel.ShardedRows, m: int, seed: int = 0,
 #     forward pass (a Conv becomes a conv with r_in random filters) and `sow`n, the output
 #     gradients delta come from `perturb` with one backward pass of the summed loss (examples
 #     are independent in inference mode). The gradient itself is never formed.
-# Both satisfy E||Gamma^T g||^2 = ||g||^2; layers / leaves are summed (independent Gammas).
+#   * `sparse_sign` (optional fast transform): vmap(grad) times a sparse sign embedding with s
+#     nonzeros per row; r s random numbers per batch instead of the Gaussian's r m.
+# All satisfy E||Gamma^T g||^2 = ||g||^2; layers / leaves are summed (independent Gammas).
 # ----------------------------------------------------------------------------------------------
 
 
@@ -322,7 +324,49 @@ def kronecker_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
   return fn
 
 
-BACKENDS = {"gaussian": gaussian_backend, "kronecker": kronecker_backend}
+def sparse_sign_leaf(x: jax.Array, key: jax.Array, m: int, leaf_id: int, s: int = 4) -> jax.Array:
+  """x (B, r) -> x @ Omega (B, m), Omega a sparse sign embedding of leaf `leaf_id`.
+
+  Every row i of Omega has `s` entries +-1/sqrt(s) (columns h_j(i), signs sigma_j(i) drawn
+  from fold_in(key, leaf_id) and the salt of repetition j), so E||Omega^T x||^2 = ||x||^2.
+  It draws r s random numbers per leaf (not r m as the Gaussian does) and costs O(B r s).
+  """
+  b, r = x.shape
+  base = jax.random.fold_in(jax.random.fold_in(key, leaf_id), 0x5A5E)
+  out = jnp.zeros((m, b), x.dtype)
+  for j in range(s):
+    kh, ks = jax.random.split(jax.random.fold_in(base, j))
+    h = jax.random.randint(kh, (r,), 0, m)
+    sign = jax.random.rademacher(ks, (r,), x.dtype)
+    out = out + jax.ops.segment_sum((x * sign).T, h, num_segments=m)
+  return out.T / jnp.sqrt(jnp.asarray(s, x.dtype))
+
+
+def sparse_sign_embedding(key: jax.Array, r: int, m: int, leaf_id: int = 0, s: int = 4):
+  """The explicit (r, m) Omega of `sparse_sign_leaf` (tests and small r only)."""
+  return sparse_sign_leaf(jnp.eye(r, dtype=jnp.float32), key, m, leaf_id, s)
+
+
+def sparse_sign_backend(apply_fn: Callable, paths, m: int, key: jax.Array, s: int = 4) -> Callable:
+  """Backend `sparse_sign`: vmap(grad) per-example gradients times a sparse sign embedding.
+
+  An optional fast transform: the dense Gaussian is bound by generating r m Gaussians per
+  batch; this one generates r s numbers and does O(B r s) work, at the price of weaker
+  embedding constants for small s. Leaves are summed, as for `gaussian`.
+  """
+  def fn(variables, inputs, targets):
+    grads = gradients.per_example_grads(apply_fn, variables, paths, inputs, targets)
+    out = 0.0
+    for p in sorted(grads):
+      g = grads[p]
+      out = out + sparse_sign_leaf(g.reshape(g.shape[0], -1).astype(jnp.float32), key, m,
+                                   leaf_id_from_path(p), s)
+    return out
+  return fn
+
+
+BACKENDS = {"gaussian": gaussian_backend, "kronecker": kronecker_backend,
+            "sparse_sign": sparse_sign_backend}
 
 
 def make_row_fn(apply_fn: Callable, paths=(), *, m: Optional[int], seed: int = 0,
@@ -339,8 +383,8 @@ def make_row_fn(apply_fn: Callable, paths=(), *, m: Optional[int], seed: int = 0
     mode: 'grad', 'head_grad' (closed-form head gradient, head at `head_path` in variables)
       or 'features'.
     target: 'random' or 'true' (modes 'grad' and 'head_grad').
-    backend: 'gaussian' or 'kronecker' (mode 'grad').
-    **backend_options: e.g. r_out for 'kronecker'.
+    backend: 'gaussian', 'kronecker' or 'sparse_sign' (mode 'grad').
+    **backend_options: e.g. r_out for 'kronecker', s for 'sparse_sign'.
 
   Returns:
     row_fn(variables, inputs, labels, ids) -> (B, m) float32 (traceable; labels may be None

@@ -69,6 +69,22 @@ def test_kronecker_backend_equals_definition_on_conv_and_dense():
     np.testing.assert_allclose(rows, ref, rtol=1e-4, atol=1e-5)
 
 
+def test_sparse_sign_backend_equals_explicit_embedding():
+  apply_fn, v, x, _ = tiny_cnn()
+  paths = gradients.subset_paths(v, ["conv2", "head"])
+  t = _targets(apply_fn, v, x)
+  key = jax.random.key(4)
+  rows = jax.jit(sketching.sparse_sign_backend(apply_fn, paths, 16, key, s=3))(v, x, t)
+  grads = gradients.per_example_grads(apply_fn, v, paths, x, t)
+  ref = 0
+  for p in sorted(grads):
+    om = np.asarray(sketching.sparse_sign_embedding(
+        key, int(np.prod(grads[p].shape[1:])), 16, sketching.leaf_id_from_path(p), s=3))
+    assert np.all(np.sum(om != 0, axis=1) <= 3)  # sparse: at most s entries per row
+    ref = ref + np.asarray(grads[p]).reshape(len(x), -1) @ om
+  np.testing.assert_allclose(rows, ref, rtol=1e-4, atol=1e-5)
+
+
 def test_kronecker_on_token_dense_layers():
   apply_fn, v, x = token_net()
   paths = gradients.subset_paths(v, ["fc1", "fc2"])
@@ -78,7 +94,8 @@ def test_kronecker_on_token_dense_layers():
                              rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("backend,m,tol", [("gaussian", 16, 0.12), ("kronecker", 64, 0.2)])
+@pytest.mark.parametrize("backend,m,tol", [("gaussian", 16, 0.12), ("kronecker", 64, 0.2),
+                                            ("sparse_sign", 16, 0.12)])
 def test_norm_preserved_in_expectation(backend, m, tol):
   apply_fn, v, x, _ = tiny_cnn()
   x = x[:2]
