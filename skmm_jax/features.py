@@ -7,7 +7,8 @@ far are written atomically to a part file; an interrupted run resumes from the l
 part. When all parts exist they are concatenated into one npz, written atomically under a key
 hashed from (backbone, weights fingerprint, dataset, split, preprocessing), and the parts are
 removed. The per-example computation does not depend on the batch composition (inference-mode
-batch norm), so the features do not depend on the number of devices.
+batch norm), so the features do not depend on the number of devices (up to float32
+rounding: the per-device batch size changes how XLA blocks the convolutions).
 
 Store layout (`cache_dir`):
   {backbone}-{dataset}-{split}-{key}.npz   features (N, d) float32, labels (N,), meta (JSON str)

@@ -50,7 +50,8 @@ def test_features_identical_on_1_and_4_devices_and_cached(tmp_path, bundle, mesh
                                  mesh=mesh4, progress=False)
   assert f1.features.shape == (37, 16) and f1.features.dtype == np.float32
   np.testing.assert_array_equal(f1.labels, src.labels)
-  np.testing.assert_allclose(f1.features, f4.features, rtol=0, atol=1e-6)
+  # equal up to float32 rounding: the per-device batch (8 vs 2) changes XLA's conv blocking
+  np.testing.assert_allclose(f1.features, f4.features, rtol=0, atol=2e-6)
   np.testing.assert_allclose(f1.features, _reference(bundle, src), atol=1e-5)
   assert f1.key == f4.key and os.path.basename(f1.path).startswith("resnet_tiny-toy-train-")
   assert not any(n.startswith(".parts") for n in os.listdir(tmp_path / "a"))

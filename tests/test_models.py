@@ -271,3 +271,22 @@ def test_clip_absent_and_mismatched_weights(tmp_path, tiny_clip_dir):
   os.symlink(os.path.join(tiny_clip_dir, "flax_model.msgpack"), bad / "flax_model.msgpack")
   with pytest.raises(SkmmError, match="could not load CLIP weights.*fc1"):
     models.clip_bundle(weights=str(bad))
+
+
+def test_converter_accounts_for_every_key_of_the_resnet18_layout(tmp_path):
+  cfg = dict(TINY_HF, depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], embedding_size=64,
+             id2label={str(i): str(i) for i in range(1000)})
+  sd = _hf_resnet_state_dict(cfg, np.random.default_rng(0))
+  assert len(sd) == 122  # 20 convs, 20 batch norms x 5 entries, the classifier weight and bias
+  module = resnet.from_hf_config(cfg)
+  variables, report = convert.convert_resnet_state_dict(sd, module)
+  assert len(report.loaded) == 102 and len(report.ignored) == 20 and not report.replaced
+  assert module.num_classes == 1000
+  np.testing.assert_array_equal(
+      variables["params"]["stages_3_layers_1"]["layer_1"]["convolution"]["kernel"],
+      sd["resnet.encoder.stages.3.layers.1.layer.1.convolution.weight"].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(
+      variables["batch_stats"]["stages_2_layers_0"]["shortcut"]["normalization"]["var"],
+      sd["resnet.encoder.stages.2.layers.0.shortcut.normalization.running_var"])
+  n = sum(v.size for v in jax.tree_util.tree_leaves(variables["params"]))
+  assert n == 11_689_512
