@@ -3,7 +3,8 @@
 Every Flax leaf is paired with exactly one checkpoint tensor by a fixed renaming, and the two
 key sets must match: a missing or unexpected key (or a shape mismatch) raises `SkmmError`
 listing the offending keys. `num_batches_tracked` counters (one per batch norm, no Flax
-counterpart) are required and accounted for as `ignored`, nothing else is.
+counterpart; present in PyTorch state dicts) are the only keys accepted without being loaded,
+and are reported as `ignored`.
 
 Renaming (HF `ResNetForImageClassification` -> Flax):
   resnet.embedder.embedder.{convolution,normalization}.*  -> embedder/...
