@@ -36,8 +36,7 @@ from skmm_jax.models.heads import LinearHead
 
 BN_EPS = 1e-5       # torch.nn.BatchNorm2d defaults
 BN_MOMENTUM = 0.9   # flax convention: 1 - torch momentum (0.1)
-# HF / torchvision init: kaiming_normal_(mode="fan_out", nonlinearity="relu"), untruncated
-# (also far cheaper to compile on CPU than flax's truncated-normal default).
+# HF / torchvision init: kaiming_normal_(mode="fan_out", nonlinearity="relu"), untruncated.
 CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
