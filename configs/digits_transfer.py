@@ -25,6 +25,7 @@ def get_config(arg: str = ""):
   c.head_seed = 0
   c.progress = True
   c.full_reference = True   # also train on the whole pool, shown as a reference row
+  c.cache_dir = ""           # "" = the work directory (stores/ and selections/ go there)
   c.arch = ml_collections.ConfigDict(dict(depths=(1, 1), hidden_sizes=(16, 32), embedding_size=16))
   c.pretrain = ml_collections.ConfigDict(dict(
       optimizer="adam", learning_rate=3e-3, batch_size=64, epochs=15, seed=0))
@@ -56,6 +57,7 @@ def get_config(arg: str = ""):
     c.sweep.seeds = (0,)
     c.progress = False
     c.full_reference = False
+    c.data_fraction = 0.2
   elif arg:
     raise ValueError(f"unknown config argument {arg!r}; use '' or 'runlocal'.")
   return c

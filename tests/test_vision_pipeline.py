@@ -36,10 +36,17 @@ def _launch_in_process(name, workdir, **overrides):
   return launcher.load_pipeline(cfg.pipeline).run(cfg, workdir)
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+  """Content-keyed stores and selections shared by the configs (same mock data and backbone
+  give the same keys), as a sweep would share them."""
+  return str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.mark.parametrize("name", CONFIGS)
-def test_config_end_to_end_on_mock_data(name, tmp_path):
+def test_config_end_to_end_on_mock_data(name, tmp_path, shared_cache):
   workdir = str(tmp_path / name)
-  records = _launch_in_process(name, workdir)
+  records = _launch_in_process(name, workdir, cache_dir=shared_cache)
   cfg = _config(name)
   settings = cfg.settings if name == "digits_transfer" else (cfg.setting,)
   assert len(records) == len(settings) * len(cfg.methods) * len(cfg.sweep.n) * len(cfg.sweep.seeds)
@@ -122,8 +129,8 @@ def test_dataroot_and_labroot_are_the_defaults(monkeypatch):
 def test_real_launcher_subprocess(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "main.py"),
-         f"--config={os.path.join(ROOT, 'configs', 'stanfordcars_clip_lp.py')}:runlocal",
-         f"--workdir={tmp_path}"]
+         f"--config={os.path.join(ROOT, 'configs', 'cifar10_resnet18_ft1.py')}:runlocal",
+         f"--workdir={tmp_path}", "--config.sweep.seeds=(0,)"]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(tmp_path / "results.jsonl") as f:

@@ -38,14 +38,19 @@ SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 
 
-def digits_images(upsample: int = 4):
-  """sklearn digits as float (N, 8u, 8u, 3) images in [-1, 1] and int labels."""
-  from sklearn.datasets import load_digits
-  d = load_digits()
-  img = d.images.astype(np.float32) / 16.0
+def digits_images(upsample: int = 4, fraction: float = 1.0):
+  """sklearn digits as float (N, 8u, 8u, 3) images in [-1, 1] and int labels.
+
+  `fraction` < 1 keeps a fixed random subset (the small test variant)."""
+  from skmm_jax.data import vision as data_vision
+  src = data_vision.digits_source()
+  keep = np.arange(len(src))
+  if fraction < 1.0:
+    keep = np.sort(np.random.default_rng(0).permutation(keep)[:int(round(fraction * keep.size))])
+  img = src.images[keep].astype(np.float32) / 255.0
   img = np.kron(img, np.ones((1, upsample, upsample), np.float32))
   img = (img - 0.5) / 0.5
-  return np.repeat(img[..., None], 3, axis=-1), d.target.astype(np.int32)
+  return np.repeat(img[..., None], 3, axis=-1), src.labels[keep].astype(np.int32)
 
 
 def _subset(images, labels, classes):
@@ -58,7 +63,8 @@ def _subset(images, labels, classes):
 @vision.register_dataset("digits5to9")
 def target_datasets(config) -> vision.Datasets:
   """Digits 5-9 relabelled 0-4: pool / val / test split by `config.split_seed`."""
-  x, y = _subset(*digits_images(int(config.get("upsample", 4))), TARGET_CLASSES)
+  x, y = _subset(*digits_images(int(config.get("upsample", 4)),
+                                      float(config.get("data_fraction", 1.0))), TARGET_CLASSES)
   rest, test = vision.split_holdout(len(y), float(config.get("test_fraction", 0.3)),
                                     int(config.get("split_seed", 0)))
   pool, val = vision.split_holdout(rest.size, float(config.get("val_fraction", 0.15)),
@@ -78,40 +84,51 @@ def make_module(config):
                        num_classes=len(SOURCE_CLASSES))
 
 
+_PRETRAINED: Dict[str, Any] = {}
+
+
 def pretrain(config, workdir: str, progress: bool = False):
   """Variables of the backbone pretrained on digits 0-4 (cached under workdir/pretrain/<key>).
 
   Returns:
-    (variables, info) with info the pretraining's val/test accuracy on 0-4.
+    (variables, info) with info the pretraining's validation accuracy on 0-4 and best epoch.
   """
   from flax import traverse_util
   module = make_module(config)
-  x, y = _subset(*digits_images(int(config.get("upsample", 4))), SOURCE_CLASSES)
+  x, y = _subset(*digits_images(int(config.get("upsample", 4)),
+                                float(config.get("data_fraction", 1.0))), SOURCE_CLASSES)
   tr, va = vision.split_holdout(len(y), 0.2, int(config.get("split_seed", 0)))
   pcfg = training.TrainConfig.from_config(dict(config.pretrain.to_dict(), progress=progress))
-  key = cache.fingerprint("pretrain", config.arch.to_dict(), pcfg.__dict__, cache.array_fingerprint(x),
-                          cache.array_fingerprint(y), int(config.get("model_seed", 0)))
+  seed = int(config.get("model_seed", 0))
+  key = cache.fingerprint("pretrain", config.arch.to_dict(), pcfg.__dict__,
+                          cache.array_fingerprint(x), cache.array_fingerprint(y), seed)
   path = os.path.join(workdir, "pretrain", key)
-  init = module.init(jax.random.PRNGKey(int(config.get("model_seed", 0))), jnp.zeros((1,) + x.shape[1:]))
+  if path in _PRETRAINED:
+    return _PRETRAINED[path]
+  if os.path.exists(os.path.join(path, "variables.npz")):
+    flat = cache.load_npz(os.path.join(path, "variables.npz"))
+    variables = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+    out = (variables, cache.read_json(os.path.join(path, "info.json")))
+    _PRETRAINED[path] = out
+    return out
+  init = jax.jit(module.init)(jax.random.PRNGKey(seed), jnp.zeros((1,) + x.shape[1:]))
   init = jax.tree.map(np.asarray, dict(init))
-  if os.path.exists(os.path.join(path, "params.npz")):
-    flat = cache.load_npz(os.path.join(path, "params.npz"))
-    params = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
-    return dict(init, params=params), cache.read_json(os.path.join(path, "info.json"))
   collections = {k: v for k, v in init.items() if k != "params"}
 
   def predict(params, xb, frozen):
     return module.apply(dict(frozen, params=params), xb, train=False)
 
-  res = training.fit(predict, init["params"], training.Split(x, y), tr, training.Split(x[va], y[va]),
-                     training.Split(x[va], y[va]), pcfg, num_classes=len(SOURCE_CLASSES),
+  res = training.fit(predict, init["params"], training.Split(x, y), tr,
+                     training.Split(x[va], y[va]), None, pcfg, num_classes=len(SOURCE_CLASSES),
                      workdir=os.path.join(path, "train"), frozen=collections)
-  flat = traverse_util.flatten_dict(res.params)
-  cache.atomic_save_npz(os.path.join(path, "params.npz"),
+  variables = dict(collections, params=res.params)
+  flat = traverse_util.flatten_dict(variables)
+  cache.atomic_save_npz(os.path.join(path, "variables.npz"),
                         **{"/".join(k): np.asarray(v) for k, v in flat.items()})
   info = {"val_accuracy_0to4": res.val.get("accuracy"), "best_epoch": res.best_epoch}
   cache.atomic_write_json(os.path.join(path, "info.json"), info)
-  return dict(init, params=res.params), info
+  _PRETRAINED[path] = (variables, info)
+  return variables, info
 
 
 @vision.register_bundle("digits_pretrained")
@@ -124,8 +141,8 @@ def pretrained_bundle(config, num_outputs: int):
   variables, _ = pretrain(config, workdir, bool(config.get("progress", False)))
   module = make_module(config).clone(num_classes=num_outputs)
   d = module.feature_dim
-  head = heads.LinearHead(num_outputs).init(jax.random.PRNGKey(int(config.get("head_seed", 0))),
-                                            jnp.zeros((1, d)))["params"]
+  head = jax.jit(heads.LinearHead(num_outputs).init)(
+      jax.random.PRNGKey(int(config.get("head_seed", 0))), jnp.zeros((1, d)))["params"]
   params = dict(variables["params"], classifier=jax.tree.map(np.asarray, head))
   size = int(8 * config.get("upsample", 4))
   return models.bundle_from_module("digits_resnet", module, dict(variables, params=params),

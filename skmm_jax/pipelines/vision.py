@@ -13,6 +13,10 @@ extraction and the sketches, and a re-run (or a killed run) recomputes nothing f
   <workdir>/runs/<key>/result.json   the run's record (val metrics, one test evaluation)
   <workdir>/results.jsonl            every record of this config, tables and a plot
 
+`config.cache_dir` (default: the work directory) moves `stores/` and `selections/` elsewhere;
+both are content-keyed, so several configs (or a sweep split over work directories) can share
+them safely.
+
 Settings (`config.setting`):
   * "lp": linear probe on frozen features (logistic regression on standardised features,
     or linear regression with MSE when `config.task == "regression"`);
@@ -158,7 +162,21 @@ def load_datasets(config, preprocess=None) -> Datasets:
                   split(test_src, np.arange(len(test_src))), c, info.task, name)
 
 
+_DATA_KEYS: Dict[int, tuple] = {}
+
+
 def _data_key(ds: Datasets) -> str:
+  """Fingerprint of every split (memoised per Datasets object: hashing images is not free)."""
+  hit = _DATA_KEYS.get(id(ds))
+  if hit is not None and hit[0] is ds:
+    return hit[1]
+  key = _data_key_uncached(ds)
+  _DATA_KEYS.clear()
+  _DATA_KEYS[id(ds)] = (ds, key)
+  return key
+
+
+def _data_key_uncached(ds: Datasets) -> str:
   parts = [ds.name, ds.task, ds.num_classes]
   for sp in (ds.train, ds.val, ds.test):
     parts += [cache.array_fingerprint(np.asarray(a)) for a in jax.tree.leaves(sp.x)]
@@ -363,7 +381,8 @@ def run(config, workdir: Optional[str] = None) -> List[Dict[str, Any]]:
   else:
     bundle = load_bundle(config, num_outputs(config))
     ds = load_datasets(config, bundle.preprocess)
-  feats = features_stage(ds, bundle, config, workdir, progress) if setting != "ft2" else None
+  cache_root = config.get("cache_dir", None) or workdir
+  feats = features_stage(ds, bundle, config, cache_root, progress) if setting != "ft2" else None
   # result.json caches a finished run, so no final checkpoint; time-based ones stay.
   tcfg = training.TrainConfig.from_config(dict(config.train.to_dict(), task=ds.task,
                                                progress=False, checkpoint_final=False)).validate()
@@ -390,7 +409,7 @@ def run(config, workdir: Optional[str] = None) -> List[Dict[str, Any]]:
                                     disable=not progress):
     rkey = m if grad_feats else None
     if rkey not in rows_cache:
-      rows_cache[rkey] = selection_rows(ds, bundle, config, workdir, m, feats, progress)
+      rows_cache[rkey] = selection_rows(ds, bundle, config, cache_root, m, feats, progress)
     rows, rows_key = rows_cache[rkey]
     opts = dict(config.get("method_options", {}).get(method, {}))
     if method.startswith("skmm"):
@@ -400,7 +419,7 @@ def run(config, workdir: Optional[str] = None) -> List[Dict[str, Any]]:
       elif method == "skmm":
         opts["m"] = None  # rows are already sketched
     labels = ds.train.y if ds.task == "classification" else None
-    idx, diag, sel_key = select_stage(rows, rows_key, method, n, seed, opts, workdir,
+    idx, diag, sel_key = select_stage(rows, rows_key, method, n, seed, opts, cache_root,
                                       labels=labels if opts.get("rounding") == "class_balanced" else None)
     run_key = cache.fingerprint("train", sel_key, setting, dataclasses_dict(tcfg), _data_key(ds),
                                 bundle.weights_fingerprint)
@@ -531,6 +550,8 @@ def base_config(*, name: str, dataset: str, backbone: str, setting: str, train_s
   c.task = task
   c.setting = setting
   c.progress = True
+  c.cache_dir = ""           # "" = the work directory (stores/ and selections/ go there)
+  c.full_reference = False   # also train on the whole pool (a reference row in the tables)
   c.selection = ml_collections.ConfigDict(dict(
       features=features, m=m, target="random", backend="gaussian", sketch_seed=0, batch_size=64))
   c.train = ml_collections.ConfigDict(
