@@ -244,8 +244,6 @@ def kronecker_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
           f"selects {sorted(leaves)} of {mod!r}. Use backend='gaussian' for other parameters.")
 
   def fn(variables, inputs, targets):
-    d_outs = {}
-
     def interceptor(next_fun, args, kwargs, context):
       mod = context.module
       dense_like = isinstance(mod, nn.Dense) or type(mod).__name__ in DENSE_LIKE_MODULES
@@ -258,7 +256,6 @@ def kronecker_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
       y = next_fun(*args, **kwargs)
       use_bias = "bias" in groups[mpath]
       d_out = y.shape[-1]
-      d_outs[mpath] = d_out
       if dense_like:
         d_in = x.shape[-1]
         p_in, _ = kronecker_factors(key, mpath, d_in + use_bias, d_out, m, r_out)
@@ -301,8 +298,7 @@ def kronecker_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
     if missing:
       raise validation.SkmmError(
           f"the kronecker backend supports flax.linen.Dense / Conv layers (and DENSE_LIKE_MODULES) "
-          f"only; the "
-          f"subset's {missing} were not called as such. Use backend='gaussian' for them.")
+          f"only; the subset's {missing} were not called as such. Use backend='gaussian'.")
     out = None
     for mpath in sorted(groups):
       key_ = mpath[len("params/"):]

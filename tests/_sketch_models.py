@@ -33,16 +33,39 @@ class TokenNet(nn.Module):
     return nn.Dense(self.num_classes, name="head")(x)
 
 
-def tiny_cnn(seed=0, num_classes=5, hw=8):
+@functools.lru_cache(maxsize=None)
+def _init(seed, num_classes, hw):
   model = TinyCNN(num_classes)
-  v = jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, hw, hw, 3)))
+  return model, jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, hw, hw, 3)))
+
+
+def jit_grads(apply_fn, v, paths, x, t):
+  """gradients.per_example_grads, compiled (eager dispatch dominates tiny models)."""
+  from skmm_jax import gradients
+  return _jit_grads(apply_fn, tuple(paths))(v, x, t)
+
+
+@functools.lru_cache(maxsize=None)
+def _jit_grads(apply_fn, paths):
+  from skmm_jax import gradients
+  return jax.jit(lambda v, x, t: gradients.per_example_grads(apply_fn, v, paths, x, t))
+
+
+def tiny_cnn(seed=0, num_classes=5, hw=8):
+  """(apply_fn, variables (a fresh copy), x (12, hw, hw, 3), labels); cached per arguments."""
+  model, v = _init(seed, num_classes, hw)
   v = jax.tree.map(lambda a: a, v)
   rng = np.random.default_rng(seed)
   v["batch_stats"]["bn"]["mean"] = jnp.asarray(rng.normal(size=4), jnp.float32)
   v["batch_stats"]["bn"]["var"] = jnp.asarray(rng.uniform(0.5, 2.0, size=4), jnp.float32)
   x = rng.normal(size=(12, hw, hw, 3)).astype(np.float32)
   y = rng.integers(0, num_classes, size=12)
-  return functools.partial(model.apply, train=False), v, x, y
+  return _apply(model), v, x, y
+
+
+@functools.lru_cache(maxsize=None)
+def _apply(model):
+  return functools.partial(model.apply, train=False)
 
 
 def token_net(seed=0):

@@ -6,7 +6,7 @@ import pytest
 
 from skmm_jax import gradients
 from skmm_jax.validation import SkmmError
-from tests._sketch_models import tiny_cnn
+from tests._sketch_models import jit_grads, tiny_cnn
 
 FT2 = ["params/conv2", "head"]
 
@@ -25,7 +25,7 @@ def test_subset_paths_prefixes_and_errors():
 def test_vmap_grad_rows_equal_single_example_grads():
   apply_fn, v, x, y = tiny_cnn()
   paths = gradients.subset_paths(v, FT2)
-  g = jax.jit(lambda v, x, y: gradients.per_example_grads(apply_fn, v, paths, x, y))(v, x, y)
+  g = jit_grads(apply_fn, v, paths, x, y)
   assert set(g) == set(paths)
   flat = gradients.flatten_variables(v)
 
@@ -33,7 +33,7 @@ def test_vmap_grad_rows_equal_single_example_grads():
     def loss(tr):
       logits = apply_fn(gradients.merge_trainable(v, tr), x[i:i + 1])
       return gradients.cross_entropy(logits, jnp.asarray(y[i:i + 1])).sum()
-    gi = jax.grad(loss)({p: flat[p] for p in paths})
+    gi = jax.jit(jax.grad(loss))({p: flat[p] for p in paths})
     for p in paths:
       np.testing.assert_allclose(g[p][i], gi[p], rtol=2e-5, atol=1e-6)
   # Frozen parameters stay frozen: only the subset is differentiated.
@@ -43,8 +43,8 @@ def test_vmap_grad_rows_equal_single_example_grads():
 def test_batch_norm_runs_in_inference_mode():
   apply_fn, v, x, y = tiny_cnn()
   paths = gradients.subset_paths(v, FT2)
-  full = gradients.per_example_grads(apply_fn, v, paths, x, y)
-  part = gradients.per_example_grads(apply_fn, v, paths, x[3:5], y[3:5])
+  full = jit_grads(apply_fn, v, paths, x, y)
+  part = jit_grads(apply_fn, v, paths, x[3:5], y[3:5])
   for p in paths:  # an example's gradient does not depend on the rest of its batch
     np.testing.assert_allclose(full[p][3:5], part[p], rtol=2e-5, atol=1e-6)
 
@@ -76,7 +76,7 @@ def test_head_grad_closed_form_equals_vmap_grad():
   apply_fn = lambda v, x: head.apply({"params": v["params"]["head"]}, x)
   t = gradients.make_targets("random", np.arange(9), num_classes=4, seed=0)
   paths = gradients.subset_paths(v, "head")
-  ref = gradients.per_example_grads(apply_fn, v, paths, x, t)
+  ref = jit_grads(apply_fn, v, paths, x, t)
   hg = gradients.head_grad(x, v["params"]["head"]["kernel"], v["params"]["head"]["bias"], t,
                            "head")
   assert set(hg) == set(ref)

@@ -10,7 +10,7 @@ import pytest
 from skmm_jax import gradients
 from skmm_jax import sketching
 from skmm_jax.validation import SkmmError
-from tests._sketch_models import tiny_cnn, token_net
+from tests._sketch_models import jit_grads, tiny_cnn, token_net
 
 FT2 = ["params/conv1", "params/conv2", "params/head"]
 
@@ -39,7 +39,7 @@ def _kron_and_grads(apply_fn, paths, m, v, x, t):
   @jax.jit
   def f(v, x, t):
     return (sketching.kronecker_backend(apply_fn, paths, m, jax.random.key(0))(v, x, t),
-            gradients.per_example_grads(apply_fn, v, paths, x, t))
+            jit_grads(apply_fn, v, paths, x, t))
   return f(v, x, t)
 
 
@@ -49,7 +49,7 @@ def test_gaussian_backend_equals_naive_dense_projection():
   fn = jax.jit(sketching.make_row_fn(apply_fn, paths, m=24, seed=5, backend="gaussian"))
   rows = np.asarray(fn(v, x, None, jnp.arange(len(x))))
   t = _targets(apply_fn, v, x, seed=5)
-  grads = gradients.per_example_grads(apply_fn, v, paths, x, t)
+  grads = jit_grads(apply_fn, v, paths, x, t)
   g = np.asarray(gradients.flatten_grads(grads), np.float64)
   gamma = np.asarray(sketching.dense_embedding({p: grads[p].shape[1:] for p in paths},
                                                jax.random.key(5), 24), np.float64)
@@ -64,7 +64,7 @@ def test_kronecker_backend_equals_definition_on_conv_and_dense():
                                        r_out=r_out))
     rows = np.asarray(fn(v, x, None, jnp.arange(len(x))))
     t = _targets(apply_fn, v, x, seed=2)
-    grads = gradients.per_example_grads(apply_fn, v, paths, x, t)
+    grads = jit_grads(apply_fn, v, paths, x, t)
     ref = _kron_definition(grads, jax.random.key(2), m, r_out)
     np.testing.assert_allclose(rows, ref, rtol=1e-4, atol=1e-5)
 
@@ -75,7 +75,7 @@ def test_sparse_sign_backend_equals_explicit_embedding():
   t = _targets(apply_fn, v, x)
   key = jax.random.key(4)
   rows = jax.jit(sketching.sparse_sign_backend(apply_fn, paths, 16, key, s=3))(v, x, t)
-  grads = gradients.per_example_grads(apply_fn, v, paths, x, t)
+  grads = jit_grads(apply_fn, v, paths, x, t)
   ref = 0
   for p in sorted(grads):
     om = np.asarray(sketching.sparse_sign_embedding(
@@ -102,7 +102,7 @@ def test_norm_preserved_in_expectation(backend, m, tol):
   paths = gradients.subset_paths(v, ["conv2", "head"])
   t = _targets(apply_fn, v, x)
   g2 = np.sum(np.asarray(gradients.flatten_grads(
-      gradients.per_example_grads(apply_fn, v, paths, x, t))) ** 2, axis=1)
+      jit_grads(apply_fn, v, paths, x, t))) ** 2, axis=1)
 
   def one(key):
     return sketching.BACKENDS[backend](apply_fn, paths, m, key)(v, x, t)
