@@ -1,9 +1,9 @@
 """Offline transfer experiment: ResNet pretrained on digits 0-4, SkMM vs baselines on 5-9.
 
 Launch (2 CPU cores, a few minutes):
-  python -m experiments.main --config=configs/digits_transfer.py --workdir=/tmp/digits
+  python experiments/main.py --config=configs/digits_transfer.py --workdir=/tmp/digits
 Small variant (tests, seconds):
-  python -m experiments.main --config=configs/digits_transfer.py:runlocal --workdir=/tmp/d
+  python experiments/main.py --config=configs/digits_transfer.py:runlocal --workdir=/tmp/d
 """
 import ml_collections
 

@@ -120,7 +120,8 @@ def test_dataroot_and_labroot_are_the_defaults(monkeypatch):
   assert cfg.data_dir == "/data/root"
   assert vision.default_workdir(cfg) == "/lab/root/skmm/stanfordcars_clip_ft2"
   assert cfg.train.learning_rate == 1e-2 and cfg.train.epochs == 50
-  assert importlib.import_module("configs.stanfordcars_clip_ft1").get_config().train.learning_rate == 0.1
+  ft1 = importlib.import_module("configs.stanfordcars_clip_ft1").get_config()
+  assert ft1.train.learning_rate == 0.1
   assert importlib.import_module("configs.cifar10_resnet18_ft1").get_config().train.epochs == 200
   monkeypatch.delenv("LABROOT")
   assert vision.default_workdir(cfg) == os.path.join("workdir", "stanfordcars_clip_ft2")

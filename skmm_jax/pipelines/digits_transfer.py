@@ -13,7 +13,7 @@ The data are scikit-learn's bundled 8x8 handwritten digits (1797 images, no down
      the validation split, and test accuracy / macro F1 are reported once per run, through the
      same driver as the paper's experiments (`skmm_jax.pipelines.vision`).
 
-Launch: `python -m experiments.main --config=configs/digits_transfer.py`.
+Launch: `python experiments/main.py --config=configs/digits_transfer.py --workdir=...`.
 
 Example:
   >>> from configs import digits_transfer  # doctest: +SKIP

@@ -27,7 +27,7 @@ Data come from `config.dataset`: "mock" (random images with class-dependent colo
 tests), or a loader registered with `register_dataset` (the digits pipeline does this), or
 the real-data loaders of `skmm_jax.data` (cifar10, cars196, utkface).
 
-Example (the same path as `python -m experiments.main --config=configs/cifar10_resnet18_ft2.py:runlocal`):
+Example (what `experiments/main.py --config=configs/cifar10_resnet18_ft2.py:runlocal` runs):
   >>> from configs import cifar10_resnet18_ft2  # doctest: +SKIP
   >>> records = run(cifar10_resnet18_ft2.get_config("runlocal"), "/tmp/wd")  # doctest: +SKIP
 """
@@ -206,7 +206,8 @@ def load_bundle(config, num_outputs: int):
     return _BUNDLES[builder](config, num_outputs)
   from skmm_jax import models
   return models.load_bundle(config.backbone, num_classes=num_outputs,
-                            weights=config.get("weights", None), seed=int(config.get("model_seed", 0)))
+                            weights=config.get("weights", None),
+                            seed=int(config.get("model_seed", 0)))
 
 
 _BUNDLES: Dict[str, Callable] = {}
@@ -418,9 +419,9 @@ def run(config, workdir: Optional[str] = None) -> List[Dict[str, Any]]:
         opts["m"] = m
       elif method == "skmm":
         opts["m"] = None  # rows are already sketched
-    labels = ds.train.y if ds.task == "classification" else None
+    balanced = ds.task == "classification" and opts.get("rounding") == "class_balanced"
     idx, diag, sel_key = select_stage(rows, rows_key, method, n, seed, opts, cache_root,
-                                      labels=labels if opts.get("rounding") == "class_balanced" else None)
+                                      labels=ds.train.y if balanced else None)
     run_key = cache.fingerprint("train", sel_key, setting, dataclasses_dict(tcfg), _data_key(ds),
                                 bundle.weights_fingerprint)
     run_dir = os.path.join(workdir, "runs", run_key)
@@ -429,7 +430,8 @@ def run(config, workdir: Optional[str] = None) -> List[Dict[str, Any]]:
       rec = cache.read_json(res_path)
     else:
       t0 = time.time()
-      res = train_stage(setting, ds, feats, bundle, idx, dataclasses_replace(tcfg, seed=seed), run_dir)
+      res = train_stage(setting, ds, feats, bundle, idx, dataclasses_replace(tcfg, seed=seed),
+                        run_dir)
       rec = {"method": method, "label": method_label(method, m, c, len(ms) > 1, len(cs) > 1),
              "n": int(n), "seed": int(seed), "m": m, "c": c if method.startswith("skmm") else None,
              "setting": setting, "best_epoch": res.best_epoch, "train_time_s": time.time() - t0,
