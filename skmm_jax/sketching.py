@@ -214,16 +214,141 @@ def _as_tuple(v, n=None):
   return (v,) * (n or 1) if isinstance(v, int) else tuple(v)
 
 
-def gaussian_backend(apply_fn: Callable, paths, m: int, key: jax.Array) -> Callable:
-  """Backend `gaussian`: vmap(grad) per-example gradients times the block-generated Gamma.
+def gaussian_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
+                     per_example: str = "vmap") -> Callable:
+  """Backend `gaussian`: per-example gradients times the block-generated Gamma.
+
+  Args:
+    per_example: 'vmap' (jax.vmap(jax.grad), any parameters) or 'captured' (Dense/Conv
+      layers only, from captured inputs and output-gradients: same gradients, no
+      batch-grouped convolutions; see `captured_per_example_grads`).
 
   Returns:
     fn(variables, inputs, targets) -> (B, m).
   """
+  validation.check_choice(per_example, ("vmap", "captured"), "per-example gradient method")
+  if per_example == "captured":
+    _check_layer_groups(_module_groups(paths), "gaussian (per_example='captured')")
+  grad_fn = (gradients.per_example_grads if per_example == "vmap"
+             else captured_per_example_grads)
+
   def fn(variables, inputs, targets):
-    grads = gradients.per_example_grads(apply_fn, variables, paths, inputs, targets)
-    return sketch_grads(grads, key, m)
+    return sketch_grads(grad_fn(apply_fn, variables, paths, inputs, targets), key, m)
   return fn
+
+
+def _dense_like(mod) -> bool:
+  return isinstance(mod, nn.Dense) or type(mod).__name__ in DENSE_LIKE_MODULES
+
+
+def _check_layer_groups(groups, backend: str):
+  for mod, leaves in groups.items():
+    if "kernel" not in leaves or not leaves <= {"kernel", "bias"}:
+      raise validation.SkmmError(
+          f"the {backend} backend works on whole Dense/Conv layers (kernel [+ bias]); the subset "
+          f"selects {sorted(leaves)} of {mod!r}. Use backend='gaussian' for other parameters.")
+
+
+def _conv_clone(mod, features: int):
+  """An unbound bias-free Conv with `mod`'s geometry (stride, padding, dilations)."""
+  if mod.feature_group_count != 1:
+    raise validation.SkmmError("grouped convolutions are not supported by layer capture.")
+  return nn.Conv(features, _as_tuple(mod.kernel_size), strides=mod.strides, padding=mod.padding,
+                 input_dilation=mod.input_dilation, kernel_dilation=mod.kernel_dilation,
+                 use_bias=False, precision=jax.lax.Precision.HIGHEST, parent=None)
+
+
+def capture_layers(apply_fn: Callable, groups, variables, inputs, targets,
+                   input_map: Callable) -> dict:
+  """Per-layer (mapped inputs, output-gradients) of the Dense/Conv layers in `groups`.
+
+  The layers are intercepted (`flax.linen.intercept_methods`): `input_map(mod, mpath, x)` maps
+  each layer's input to per-position vectors u (B, ..., k), which are `sow`n; the layer output
+  is `perturb`ed, and one backward pass of the summed loss gives each example's output-gradient
+  delta (B, ..., d_out) (examples are independent with batch norm in inference mode).
+
+  Returns:
+    {module path: (u (B, T, k), delta (B, T, d_out))}.
+  """
+  def interceptor(next_fun, args, kwargs, context):
+    mod = context.module
+    if context.method_name != "__call__" or not (_dense_like(mod) or isinstance(mod, nn.Conv)):
+      return next_fun(*args, **kwargs)
+    mpath = "/".join(("params",) + tuple(mod.path))
+    if mpath not in groups:
+      return next_fun(*args, **kwargs)
+    x = args[0] if args else kwargs["inputs"]
+    y = next_fun(*args, **kwargs)
+    mod.sow(_KRON_U, "u", input_map(mod, mpath, x.astype(jnp.float32), y.shape[-1]))
+    return mod.perturb("y", y, collection=_KRON_P)
+
+  base = dict(flax.core.unfreeze(variables))
+  base.pop(_KRON_P, None)
+
+  def run(v, mutable):
+    with nn.intercept_methods(interceptor):
+      return apply_fn(v, inputs, mutable=mutable)
+
+  shapes = jax.eval_shape(lambda v: run(v, [_KRON_P, _KRON_U])[1][_KRON_P], base)
+  perts = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+  def loss(p):
+    logits, state = run({**base, _KRON_P: p}, [_KRON_U])
+    return gradients.cross_entropy(logits, targets).sum(), state[_KRON_U]
+
+  deltas, us = jax.grad(loss, has_aux=True)(perts)
+  deltas = traverse_util.flatten_dict(flax.core.unfreeze(deltas), sep="/")
+  us = traverse_util.flatten_dict(flax.core.unfreeze(us), sep="/")
+  missing = sorted(set(groups) - {"params/" + k[:-2] for k in deltas})
+  if missing:
+    raise validation.SkmmError(
+        f"layer capture supports flax.linen.Dense / Conv layers (and DENSE_LIKE_MODULES) only; "
+        f"the subset's {missing} were not called as such. Use backend='gaussian'.")
+  out = {}
+  for mpath in sorted(groups):
+    key_ = mpath[len("params/"):]
+    u = us[key_ + "/u"]
+    if len(u) != 1:
+      raise validation.SkmmError(
+          f"layer {mpath!r} is called {len(u)} times (shared weights); layer capture needs one "
+          f"call per layer. Use backend='gaussian' with per_example='vmap'.")
+    delta = deltas[key_ + "/y"].astype(jnp.float32)
+    b = delta.shape[0]
+    out[mpath] = (u[0].reshape(b, -1, u[0].shape[-1]), delta.reshape(b, -1, delta.shape[-1]))
+  return out
+
+
+def captured_per_example_grads(apply_fn: Callable, variables, paths, inputs, targets) -> dict:
+  """Per-example gradients of Dense/Conv layers from captured inputs and output-gradients.
+
+  Equal to `gradients.per_example_grads` (sum over positions of input patch (x) delta) but
+  without vmap: XLA lowers vmap(grad) of a convolution to a batch-grouped convolution, which
+  is slow on CPU. Conv patches come from a convolution with identity filters, so the patch
+  layout is the kernel's (kh, kw, c_in) and flax's padding rules apply unchanged.
+
+  Returns:
+    {path: (B, *leaf.shape)} for the kernel (and bias) leaves in `paths`.
+  """
+  groups = _module_groups(paths)
+  _check_layer_groups(groups, "captured")
+
+  def patches(mod, mpath, x, d_out):
+    if _dense_like(mod):
+      return x
+    ks = _as_tuple(mod.kernel_size)
+    d_in = int(np.prod(ks)) * x.shape[-1]
+    eye = jnp.eye(d_in, dtype=jnp.float32).reshape(*ks, x.shape[-1], d_in)
+    return _conv_clone(mod, d_in).apply({"params": {"kernel": eye}}, x)
+
+  cap = capture_layers(apply_fn, groups, variables, inputs, targets, patches)
+  flat = gradients.flatten_variables(variables)
+  out = {}
+  for mpath, (u, delta) in cap.items():
+    k = jnp.einsum("bta,bto->bao", u, delta, precision=jax.lax.Precision.HIGHEST)
+    out[mpath + "/kernel"] = k.reshape((k.shape[0],) + flat[mpath + "/kernel"].shape)
+    if "bias" in groups[mpath]:
+      out[mpath + "/bias"] = delta.sum(axis=1)
+  return out
 
 
 def kronecker_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
@@ -237,83 +362,30 @@ def kronecker_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
   """
   groups = _module_groups(paths)
   r_in, r_out = kron_dims(m, r_out)
-  for mod, leaves in groups.items():
-    if "kernel" not in leaves or not leaves <= {"kernel", "bias"}:
-      raise validation.SkmmError(
-          f"the kronecker backend sketches whole Dense/Conv layers (kernel [+ bias]); the subset "
-          f"selects {sorted(leaves)} of {mod!r}. Use backend='gaussian' for other parameters.")
+  _check_layer_groups(groups, "kronecker")
+
+  def project(mod, mpath, x, d_out):
+    use_bias = "bias" in groups[mpath]
+    if _dense_like(mod):
+      d_in = x.shape[-1]
+      p_in, _ = kronecker_factors(key, mpath, d_in + use_bias, d_out, m, r_out)
+      u = jnp.matmul(x, p_in[:d_in], precision=jax.lax.Precision.HIGHEST)
+    else:
+      ks = _as_tuple(mod.kernel_size)
+      d_in = int(np.prod(ks)) * x.shape[-1]
+      p_in, _ = kronecker_factors(key, mpath, d_in + use_bias, d_out, m, r_out)
+      u = _conv_clone(mod, r_in).apply(
+          {"params": {"kernel": p_in[:d_in].reshape(*ks, x.shape[-1], r_in)}}, x)
+    return u + p_in[d_in] if use_bias else u
 
   def fn(variables, inputs, targets):
-    def interceptor(next_fun, args, kwargs, context):
-      mod = context.module
-      dense_like = isinstance(mod, nn.Dense) or type(mod).__name__ in DENSE_LIKE_MODULES
-      if context.method_name != "__call__" or not (dense_like or isinstance(mod, nn.Conv)):
-        return next_fun(*args, **kwargs)
-      mpath = "/".join(("params",) + tuple(mod.path))
-      if mpath not in groups:
-        return next_fun(*args, **kwargs)
-      x = args[0] if args else kwargs["inputs"]
-      y = next_fun(*args, **kwargs)
-      use_bias = "bias" in groups[mpath]
-      d_out = y.shape[-1]
-      if dense_like:
-        d_in = x.shape[-1]
-        p_in, _ = kronecker_factors(key, mpath, d_in + use_bias, d_out, m, r_out)
-        u = jnp.matmul(x.astype(jnp.float32), p_in[:d_in], precision=jax.lax.Precision.HIGHEST)
-      else:
-        if mod.feature_group_count != 1:
-          raise validation.SkmmError(
-              f"the kronecker backend does not support grouped convolutions ({mpath!r}).")
-        ks = _as_tuple(mod.kernel_size)
-        d_in = int(np.prod(ks)) * x.shape[-1]
-        p_in, _ = kronecker_factors(key, mpath, d_in + use_bias, d_out, m, r_out)
-        conv = nn.Conv(r_in, ks, strides=mod.strides, padding=mod.padding,
-                       input_dilation=mod.input_dilation, kernel_dilation=mod.kernel_dilation,
-                       use_bias=False, precision=jax.lax.Precision.HIGHEST, parent=None)
-        u = conv.apply({"params": {"kernel": p_in[:d_in].reshape(*ks, x.shape[-1], r_in)}},
-                       x.astype(jnp.float32))
-      if use_bias:
-        u = u + p_in[d_in]
-      mod.sow(_KRON_U, "u", u)
-      return mod.perturb("y", y, collection=_KRON_P)
-
-    base = dict(flax.core.unfreeze(variables))
-    base.pop(_KRON_P, None)
-
-    def run(v, mutable):
-      with nn.intercept_methods(interceptor):
-        return apply_fn(v, inputs, mutable=mutable)
-
-    shapes = jax.eval_shape(lambda v: run(v, [_KRON_P, _KRON_U])[1][_KRON_P], base)
-    perts = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-    def loss(p):
-      logits, state = run({**base, _KRON_P: p}, [_KRON_U])
-      return gradients.cross_entropy(logits, targets).sum(), state[_KRON_U]
-
-    deltas, us = jax.grad(loss, has_aux=True)(perts)
-    deltas = traverse_util.flatten_dict(flax.core.unfreeze(deltas), sep="/")
-    us = traverse_util.flatten_dict(flax.core.unfreeze(us), sep="/")
-    missing = sorted(set(groups) - {"params/" + k[:-2] for k in deltas})
-    if missing:
-      raise validation.SkmmError(
-          f"the kronecker backend supports flax.linen.Dense / Conv layers (and DENSE_LIKE_MODULES) "
-          f"only; the subset's {missing} were not called as such. Use backend='gaussian'.")
+    cap = capture_layers(apply_fn, groups, variables, inputs, targets, project)
     out = None
-    for mpath in sorted(groups):
-      key_ = mpath[len("params/"):]
-      u = us[key_ + "/u"]
-      if len(u) != 1:
-        raise validation.SkmmError(
-            f"layer {mpath!r} is called {len(u)} times (shared weights); the kronecker backend "
-            f"needs one call per layer. Use backend='gaussian'.")
-      u = u[0]
-      delta = deltas[key_ + "/y"].astype(jnp.float32)
+    for mpath, (u, delta) in cap.items():
       b, d_out = delta.shape[0], delta.shape[-1]
       _, p_out = kronecker_factors(key, mpath, 1, d_out, m, r_out)
-      v = jnp.matmul(delta.reshape(b, -1, d_out), p_out, precision=jax.lax.Precision.HIGHEST)
-      s = jnp.einsum("btp,btq->bpq", u.reshape(b, -1, r_in), v,
-                     precision=jax.lax.Precision.HIGHEST).reshape(b, m)
+      v = jnp.matmul(delta, p_out, precision=jax.lax.Precision.HIGHEST)
+      s = jnp.einsum("btp,btq->bpq", u, v, precision=jax.lax.Precision.HIGHEST).reshape(b, m)
       out = s if out is None else out + s
     return out
 
@@ -380,7 +452,8 @@ def make_row_fn(apply_fn: Callable, paths=(), *, m: Optional[int], seed: int = 0
       or 'features'.
     target: 'random' or 'true' (modes 'grad' and 'head_grad').
     backend: 'gaussian', 'kronecker' or 'sparse_sign' (mode 'grad').
-    **backend_options: e.g. r_out for 'kronecker', s for 'sparse_sign'.
+    **backend_options: e.g. per_example for 'gaussian', r_out for 'kronecker', s for
+      'sparse_sign'.
 
   Returns:
     row_fn(variables, inputs, labels, ids) -> (B, m) float32 (traceable; labels may be None

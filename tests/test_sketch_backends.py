@@ -56,6 +56,28 @@ def test_gaussian_backend_equals_naive_dense_projection():
   np.testing.assert_allclose(rows, g @ gamma, rtol=1e-4, atol=1e-5)
 
 
+def test_captured_per_example_grads_equal_vmap_grad():
+  apply_fn, v, x, _ = tiny_cnn()
+  paths = gradients.subset_paths(v, FT2 + ["params/proj"])
+  t = _targets(apply_fn, v, x)
+
+  @jax.jit
+  def both(v, x, t):
+    cap = sketching.captured_per_example_grads(apply_fn, v, paths, x, t)
+    rows = sketching.gaussian_backend(apply_fn, paths, 8, jax.random.key(1),
+                                      per_example="captured")(v, x, t)
+    return cap, rows, sketching.gaussian_backend(apply_fn, paths, 8, jax.random.key(1))(v, x, t)
+
+  cap, rows_cap, rows_vmap = both(v, x, t)
+  ref = jit_grads(apply_fn, v, paths, x, t)
+  assert set(cap) == set(ref)
+  for p in ref:
+    np.testing.assert_allclose(cap[p], ref[p], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(rows_cap, rows_vmap, rtol=1e-4, atol=1e-5)
+  with pytest.raises(SkmmError, match="per-example gradient method"):
+    sketching.gaussian_backend(apply_fn, paths, 8, jax.random.key(1), per_example="loop")
+
+
 def test_kronecker_backend_equals_definition_on_conv_and_dense():
   apply_fn, v, x, _ = tiny_cnn()
   paths = gradients.subset_paths(v, FT2 + ["params/proj"])

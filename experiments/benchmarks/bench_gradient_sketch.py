@@ -4,7 +4,9 @@ r"""Benchmark: FT-2 gradient sketching of a ResNet18 at 32x32 inputs, m = 512, t
       them with a stored dense Gamma (r x m, held in memory);
   (b) `gaussian` backend: vmap(grad), Gamma generated block by block from the seed;
   (c) `kronecker` backend: layer inputs / output-gradients, no per-example gradient;
-  (d) `sparse_sign` backend (optional fast transform): vmap(grad), s = 4 signs per coordinate.
+  (d) `sparse_sign` backend (optional fast transform): vmap(grad), s = 4 signs per coordinate;
+  (e) `gaussian` backend with per_example='captured' (gradients from captured layer inputs and
+      output-gradients instead of vmap(grad); same Gamma, same rows as (b)).
 
 Each path runs in its own subprocess (so peak RSS is its own), compiled once, then timed over
 `--reps` batches; the report gives median examples/s, the ratios (c)/(a) and (b)/(a), peak
@@ -30,7 +32,8 @@ import time
 PATHS = {"a": "materialised vmap(grad) @ stored Gamma (authors)",
          "b": "gaussian backend (block-generated Gamma)",
          "c": "kronecker backend",
-         "d": "sparse_sign backend (s=4, optional fast transform)"}
+         "d": "sparse_sign backend (s=4, optional fast transform)",
+         "e": "gaussian backend, per_example='captured'"}
 
 
 def _rss_mb() -> float:
@@ -109,8 +112,9 @@ def run_path(path: str, batch: int, m: int, reps: int, seed: int = 0) -> dict:
       return jnp.dot(g, gamma, precision=jax.lax.Precision.HIGHEST)
     args = (variables, x, ids, gamma)
   else:
-    backend = {"b": "gaussian", "c": "kronecker", "d": "sparse_sign"}[path]
-    row_fn = sketching.make_row_fn(apply_fn, paths, m=m, seed=seed, backend=backend)
+    backend = {"b": "gaussian", "c": "kronecker", "d": "sparse_sign", "e": "gaussian"}[path]
+    opts = {"per_example": "captured"} if path == "e" else {}
+    row_fn = sketching.make_row_fn(apply_fn, paths, m=m, seed=seed, backend=backend, **opts)
     fn = jax.jit(lambda v, x, ids: row_fn(v, x, None, ids))
     args = (variables, x, ids)
   out.update(_memory_analysis(fn, args))
@@ -139,7 +143,7 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=32)
   p.add_argument("--m", type=int, default=512)
   p.add_argument("--reps", type=int, default=3)
-  p.add_argument("--paths", default="a,b,c,d", help="subset of a,b,c,d")
+  p.add_argument("--paths", default="a,b,c,d,e", help="subset of a,b,c,d,e")
   p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # child mode
   p.add_argument("--json", default=None, help="also write the results here")
   args = p.parse_args(argv)
@@ -168,11 +172,12 @@ def main(argv=None):
     summary["floor_b_examples_per_s"] = args.batch / (flops / rate)
   eps = {k: v.get("examples_per_s") for k, v in results.items()}
   if eps.get("a"):
-    for k in ("b", "c", "d"):
+    for k in ("b", "c", "d", "e"):
       if eps.get(k):
         summary[f"ratio_{k}_over_a"] = eps[k] / eps["a"]
-  if eps.get("b") and "floor_b_examples_per_s" in summary:
-    summary["b_vs_floor"] = summary["floor_b_examples_per_s"] / eps["b"]
+  for k in ("b", "e"):
+    if eps.get(k) and "floor_b_examples_per_s" in summary:
+      summary[f"{k}_vs_floor"] = summary["floor_b_examples_per_s"] / eps[k]
 
   print(f"\nFT-2 ResNet18 32x32, r = {any_ok['r'] if any_ok else '?'}, m = {args.m}, "
         f"batch = {args.batch}, {os.cpu_count()} CPUs, load {summary['loadavg_1min']:.1f}")
@@ -183,14 +188,15 @@ def main(argv=None):
       continue
     print(f"({k}) {v['what']:<48} {v['examples_per_s']:>9.2f} {v['median_s']:>9.3f} "
           f"{v['peak_rss_mb']:>12.0f} {v.get('xla_temp_mb', float('nan')):>12.0f}")
-  for k in ("b", "c", "d"):
+  for k in ("b", "c", "d", "e"):
     if f"ratio_{k}_over_a" in summary:
       print(f"ratio ({k})/(a): {summary[f'ratio_{k}_over_a']:.2f}x")
   if "floor_b_examples_per_s" in summary:
     print(f"matmul rate {rate / 1e9:.1f} GFLOP/s -> floor for (b) "
           f"{summary['floor_b_examples_per_s']:.2f} ex/s "
           f"({summary['projection_gflop_per_batch']:.1f} GFLOP/batch)"
-          + (f"; (b) is {summary['b_vs_floor']:.2f}x the floor" if "b_vs_floor" in summary else ""))
+          + "".join(f"; ({k}) is {summary[f'{k}_vs_floor']:.2f}x the floor"
+                    for k in ("b", "e") if f"{k}_vs_floor" in summary))
   if args.json:
     with open(args.json, "w") as f:
       json.dump(summary, f, indent=2)
