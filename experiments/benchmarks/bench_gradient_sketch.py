@@ -138,6 +138,22 @@ def matmul_rate(batch: int, m: int, k: int = 16384, reps: int = 5) -> float:
   return 2.0 * batch * k * m / statistics.median(ts)
 
 
+def gamma_generation_seconds(r: int, m: int, blocks: int = 64) -> float:
+  """Measured time to generate the r x m Gaussian Gamma block by block (no matmul), per batch."""
+  import jax
+  import jax.numpy as jnp
+  from skmm_jax import sketching
+
+  @jax.jit
+  def gen(key):
+    def body(acc, i):
+      return acc + sketching.gaussian_block(key, 7, i, m)[0], None
+    return jax.lax.scan(body, jnp.zeros((m,)), jnp.arange(blocks))[0]
+
+  ts = _time(gen, (jax.random.key(0),), 3)
+  return statistics.median(ts) / blocks * (-(-r // sketching.GAMMA_BLOCK_ROWS))
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--batch", type=int, default=32)
@@ -170,6 +186,7 @@ def main(argv=None):
     flops = 2.0 * args.batch * any_ok["r"] * args.m
     summary["projection_gflop_per_batch"] = flops / 1e9
     summary["floor_b_examples_per_s"] = args.batch / (flops / rate)
+    summary["gamma_generation_s_per_batch"] = gamma_generation_seconds(any_ok["r"], args.m)
   eps = {k: v.get("examples_per_s") for k, v in results.items()}
   if eps.get("a"):
     for k in ("b", "c", "d", "e"):
@@ -197,6 +214,8 @@ def main(argv=None):
           f"({summary['projection_gflop_per_batch']:.1f} GFLOP/batch)"
           + "".join(f"; ({k}) is {summary[f'{k}_vs_floor']:.2f}x the floor"
                     for k in ("b", "e") if f"{k}_vs_floor" in summary))
+    print(f"generating Gamma (r x m threefry Gaussians, block by block) alone takes "
+          f"{summary['gamma_generation_s_per_batch']:.2f} s per batch, whatever the batch size")
   if args.json:
     with open(args.json, "w") as f:
       json.dump(summary, f, indent=2)
