@@ -287,7 +287,15 @@ def capture_layers(apply_fn: Callable, groups, variables, inputs, targets,
 
   def run(v, mutable):
     with nn.intercept_methods(interceptor):
-      return apply_fn(v, inputs, mutable=mutable)
+      try:
+        return apply_fn(v, inputs, mutable=mutable)
+      except TypeError as e:
+        if "mutable" not in str(e):
+          raise
+        raise validation.SkmmError(
+            "layer capture (backend 'kronecker', per_example='captured') needs apply_fn to be a "
+            "flax Module.apply (possibly functools.partial'd) accepting mutable=...; got "
+            f"{apply_fn!r}.") from e
 
   shapes = jax.eval_shape(lambda v: run(v, [_KRON_P, _KRON_U])[1][_KRON_P], base)
   perts = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

@@ -166,6 +166,11 @@ def test_bad_backend_and_unsupported_layers_are_named():
     sketching.make_row_fn(apply_fn, gradients.subset_paths(v, "bn"), m=8, backend="kronecker")
   with pytest.raises(SkmmError, match="divide"):
     sketching.make_row_fn(apply_fn, ("params/head/kernel",), m=8, backend="kronecker", r_out=3)
+  wrapped = lambda v, x: apply_fn(v, x)  # not a Module.apply: no mutable= keyword
+  paths = gradients.subset_paths(v, ["head"])
+  with pytest.raises(SkmmError, match="Module.apply"):
+    sketching.kronecker_backend(wrapped, paths, 8, jax.random.key(0))(
+        v, x[:2], jnp.zeros(2, jnp.int32))
   with pytest.raises(SkmmError, match="needs a sketch dimension"):
     sketching.make_row_fn(apply_fn, ("params/head/kernel",), m=None)
 
