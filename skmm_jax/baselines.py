@@ -22,6 +22,7 @@ Example:
 """
 from __future__ import annotations
 
+import collections
 import functools
 from typing import Optional
 
@@ -29,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from skmm_jax import cache
 from skmm_jax import parallel
 from skmm_jax import rounding
 from skmm_jax import selection
@@ -163,22 +165,47 @@ def _weighted_scores(x, v, w):
   return jnp.dot(jnp.square(jnp.dot(x, v, precision=_HI)), w, precision=_HI)
 
 
+_SPECTRA: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+_SPECTRA_MAX = 2
+
+
+def _row_spectrum(rows: parallel.ShardedRows):
+  """(kind, sig2, vectors) of the rows' thin SVD, float64; cached by the rows' content.
+
+  kind "left": vectors are U (N x N, from X X^T, used when d > N <= 20000);
+  kind "right": vectors are V (d x d, from X^T X). Leverage scores depend on neither the
+  seed nor n, so a sweep decomposes each matrix once.
+  """
+  host = rows.numpy()
+  key = (cache.array_fingerprint(host),)
+  if key in _SPECTRA:
+    _SPECTRA.move_to_end(key)
+    return _SPECTRA[key]
+  num, d = host.shape
+  if d > num and num <= 20000:
+    xh = host.astype(np.float64)
+    sig2, vec = np.linalg.eigh(xh @ xh.T)
+    out = ("left", np.clip(sig2, 0, None), vec)
+  else:
+    sig2, vec = np.linalg.eigh(np.asarray(_gram(rows.array), np.float64))
+    out = ("right", np.clip(sig2, 0, None), vec)
+  _SPECTRA[key] = out
+  while len(_SPECTRA) > _SPECTRA_MAX:
+    _SPECTRA.popitem(last=False)
+  return out
+
+
 def _left_scores(rows: parallel.ShardedRows, weight_fn) -> np.ndarray:
   """sum_j U_ij^2 weight_fn(sigma^2)_j over the thin SVD X = U diag(sigma) V^T, float64."""
-  num, d = rows.n_valid, rows.array.shape[1]
-  if d > num and num <= 20000:
-    xh = rows.numpy().astype(np.float64)
-    sig2, u = np.linalg.eigh(xh @ xh.T)
-    sig2 = np.clip(sig2, 0, None)
-    w = weight_fn(sig2)
-    return (u * u) @ w
-  sig2, v = np.linalg.eigh(np.asarray(_gram(rows.array), np.float64))
-  sig2 = np.clip(sig2, 0, None)
+  kind, sig2, vec = _row_spectrum(rows)
   w = weight_fn(sig2)
+  if kind == "left":
+    return (vec * vec) @ w
   pos = sig2 > 0
   w = np.where(pos, w / np.where(pos, sig2, 1), 0)
-  out = _weighted_scores(rows.array, jnp.asarray(v, rows.array.dtype), jnp.asarray(w, rows.array.dtype))
-  return np.asarray(out, np.float64)[:num]
+  out = _weighted_scores(rows.array, jnp.asarray(vec, rows.array.dtype),
+                         jnp.asarray(w, rows.array.dtype))
+  return np.asarray(out, np.float64)[: rows.n_valid]
 
 
 def _sample_scores(scores: np.ndarray, n: int, key) -> np.ndarray:

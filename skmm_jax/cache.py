@@ -63,11 +63,16 @@ def fingerprint(*parts: Any, length: int = 16) -> str:
   return h.hexdigest()[:length]
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _atomic_write(path: str, write_fn, mode: str = "wb") -> str:
   directory = os.path.dirname(os.path.abspath(path)) or "."
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path) + "-")
   try:
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results follow the umask
     with os.fdopen(fd, mode) as f:
       write_fn(f)
       f.flush()

@@ -184,13 +184,13 @@ def make_evaluator(config, data) -> evaluation.RidgeEvaluator:
 
 
 def run_one(features, evaluator: evaluation.RidgeEvaluator, key: str, entry: Mapping[str, Any],
-            n: int, seed: int, clusters=None) -> Dict[str, Any]:
+            n: int, seed: int, clusters=None, fold_order: str = "shuffled") -> Dict[str, Any]:
   """One selection + evaluation; returns its record (with the number of clusters hit)."""
   t0 = time.perf_counter()
   res = selection.select(features, n, method=entry["method"], seed=seed, **entry["options"])
   t_sel = time.perf_counter() - t0
   t0 = time.perf_counter()
-  fit = evaluator.risk(res.indices)
+  fit = evaluator.risk(evaluation.fold_order(res.indices, fold_order, seed))
   t_eval = time.perf_counter() - t0
   return {"key": key, "method": entry["name"], "selector": entry["method"], "n": int(n),
           "seed": int(seed), "risk": fit.risk, "alpha": fit.alpha, "time_s": t_sel,
@@ -268,7 +268,8 @@ def run(config, workdir: str) -> Dict[str, Any]:
              desc="synthetic GMM", disable=not bool(config.get("progress", True)), unit="run")
   for seed, n, key, entry in todo:
     bar.set_postfix_str(f"{key} n={n} seed={seed}")
-    rec = run_one(features, evaluator, key, entry, n, seed, data.clusters)
+    rec = run_one(features, evaluator, key, entry, n, seed, data.clusters,
+                  str(config.eval.get("fold_order", "shuffled")))
     rec["config_fingerprint"] = fp
     append_record(workdir, rec)
     records.append(rec)
