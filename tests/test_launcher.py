@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from configs import synthetic_gmm
 from skmm_jax.pipelines import synthetic
 from skmm_jax.validation import SkmmError
 
@@ -39,13 +40,13 @@ def test_launcher_writes_table_and_plot(finished):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   md = _read(os.path.join(workdir, "results.md"))
   assert "| risk \\ n | 12 | 40 |" in md
-  assert "| SkMM (default) |" in md and "| *Full data (ridge)* |" in md
+  assert "| SkMM (default: adaptive init, topk) |" in md and "| *Full data (ridge)* |" in md
   assert md.strip() in proc.stdout  # the table is printed
   records = [json.loads(line) for line in _read(os.path.join(workdir, "records.jsonl")).splitlines()]
-  assert len(records) == 8 * 2 * 1  # rows x sizes x seeds
-  from configs import synthetic_gmm
+  n_rows = len(synthetic_gmm.get_config("runlocal").rows.split(","))
+  assert len(records) == n_rows * 2 * 1  # rows x sizes x seeds
   keys = [k for k, _ in synthetic.method_rows(synthetic_gmm.get_config("runlocal"))]
-  assert len(keys) == 8 and {r["key"] for r in records} == set(keys)
+  assert len(keys) == n_rows and {r["key"] for r in records} == set(keys)
   for r in records:
     assert r["risk"] > 0 and r["time_s"] > 0 and "moment_gap" in r["diagnostics"]
   skmm = [r for r in records if r["selector"] == "skmm"]
@@ -62,7 +63,8 @@ def test_rerun_resumes_without_recomputing(finished):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert _read(os.path.join(workdir, "records.jsonl")) == before
   assert os.path.exists(os.path.join(workdir, "results.md"))
-  assert "16/16" in proc.stderr  # the progress bar starts complete
+  total = 2 * len(synthetic_gmm.get_config("runlocal").rows.split(","))
+  assert f"{total}/{total}" in proc.stderr  # the progress bar starts complete
 
 
 def test_different_config_in_same_workdir_fails_clearly(finished):
