@@ -119,9 +119,10 @@ def _rpcholesky(x, mask, key, n, n_valid, rank_tol):
     nv = jnp.linalg.norm(v)
     add = (~exhausted) & (nv > 0)
     q = jnp.where(add, v / jnp.where(nv > 0, nv, 1), 0)
-    basis = jax.lax.dynamic_update_slice(basis, q[:, None], (0, jnp.minimum(k, rmax - 1))) \
-        if rmax > 0 else basis
-    basis = jnp.where(add, basis, carry[3])
+    # q is zero when nothing is added, so writing it leaves the basis unchanged in effect;
+    # the column is only written (and k advanced) when `add`.
+    basis = jnp.where(add, jax.lax.dynamic_update_slice(
+        basis, q[:, None], (0, jnp.minimum(k, rmax - 1))), basis)
     proj = jnp.dot(x, q, precision=_HI)
     resid = jnp.maximum(resid - proj * proj, 0)
     return resid, chosen.at[p].set(True), idx.at[t].set(p), basis, k + add.astype(k.dtype)
