@@ -2,8 +2,10 @@
 
 `sketch_dataset` iterates a data source in fixed-size batches, runs one jit-compiled step per
 batch with the batch sharded over the `data` mesh axis of all local devices, and writes each
-batch's (B, m) rows into an on-disk N x m store next to the example ids. Memory stays
-O(batch x r + batch x m) on the device side and the host never holds N x r numbers.
+batch's (B, m) rows into an on-disk N x m store next to the example ids. The host never holds
+N x r numbers; on the device, the gaussian backend's default captured path needs O(batch x m)
+plus the layers' captured activations (vmap(grad): O(batch x r)), plus the r x m Gamma when it
+is cached (`gamma_cache`, on by default when it fits).
 
 Store layout, one directory per key (a hash of model name, params fingerprint, parameter
 subset, feature mode, target mode, backend and its options, m, seed, data fingerprint):
@@ -46,7 +48,7 @@ from skmm_jax import parallel
 from skmm_jax import sketching
 from skmm_jax import validation
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: gaussian backend's per_example='auto' default
 _log = logging.getLogger(__name__)
 
 
@@ -141,6 +143,35 @@ def load_store(path: str, allow_partial: bool = False) -> SketchStore:
   return SketchStore(rows[:k], np.asarray(ids[:k]), meta, path)
 
 
+def gamma_cache_budget(mesh) -> int:
+  """Default bytes a Gamma cache may take per device: a quarter of its memory.
+
+  On CPU the devices share the host's RAM, so the host's quarter is split between them.
+  """
+  devices = list(mesh.devices.flat)
+  if devices[0].platform == "cpu":
+    try:
+      ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+      ram = 8 << 30
+    return int(ram // 4 // len(devices))
+  stats = devices[0].memory_stats() or {}
+  return int(stats.get("bytes_limit", 4 << 30) // 4)
+
+
+def _resolve_gamma_cache(gamma_cache, gamma_cache_mb, requests, m, mesh, batches_left) -> bool:
+  if not requests or gamma_cache is False:
+    return False
+  need = sketching.gamma_cache_bytes(requests, m)
+  budget = gamma_cache_budget(mesh) if gamma_cache_mb is None else int(gamma_cache_mb * 2**20)
+  if gamma_cache is True:
+    return True
+  use = batches_left > 1 and need <= budget
+  _log.info("Gamma cache %s: %.1f MB per device, budget %.1f MB, %d batches to go",
+            "on" if use else "off", need / 2**20, budget / 2**20, batches_left)
+  return use
+
+
 def _pad_batch(x, size: int):
   pad = size - x.shape[0]
   return x if pad == 0 else np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
@@ -153,7 +184,8 @@ def sketch_dataset(source, apply_fn: Callable, variables, *, root: str,
                    head_path: str = "params/head", batch_size: int = 64,
                    checkpoint_every: int = 10, model_name: str = "model",
                    params_fingerprint: Optional[str] = None, mesh=None,
-                   on_nonfinite: str = "raise", progress: bool = True) -> SketchStore:
+                   on_nonfinite: str = "raise", progress: bool = True,
+                   gamma_cache="auto", gamma_cache_mb: Optional[float] = None) -> SketchStore:
   """Sketches every example of `source` into an on-disk N x m store; resumes if interrupted.
 
   Args:
@@ -175,11 +207,22 @@ def sketch_dataset(source, apply_fn: Callable, variables, *, root: str,
     on_nonfinite: 'raise' (SkmmError naming the example ids with NaN/Inf rows; nothing of
       that batch is committed) or 'warn' (log, record the ids in meta.json, keep the rows).
     progress: show a tqdm bar with examples/s.
+    gamma_cache: keep the seed's Gamma (r x m float32 per sketched leaf, replicated on each
+      device) in memory for the whole run instead of regenerating its r m Gaussians for every
+      batch. 'auto' (default): when it fits in `gamma_cache_mb` and more than one batch is
+      left; True / False force it. The rows are identical either way.
+    gamma_cache_mb: the 'auto' budget per device (default: a quarter of device memory; on CPU a
+      quarter of the host's RAM split between the local devices).
 
   Returns:
     The complete `SketchStore`.
   """
   validation.check_choice(on_nonfinite, ("raise", "warn"), "on_nonfinite policy")
+  if not (gamma_cache is True or gamma_cache is False or gamma_cache == "auto"):
+    raise validation.SkmmError(f"gamma_cache must be 'auto', True or False; got {gamma_cache!r}.")
+  if gamma_cache_mb is not None and not (isinstance(gamma_cache_mb, (int, float))
+                                         and gamma_cache_mb >= 0):
+    raise validation.SkmmError(f"gamma_cache_mb must be a number >= 0; got {gamma_cache_mb!r}.")
   if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
     raise validation.SkmmError(f"batch_size must be a positive integer; got {batch_size!r}.")
   if not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1:
@@ -209,20 +252,29 @@ def sketch_dataset(source, apply_fn: Callable, variables, *, root: str,
   # shard (vmap(grad) of a conv -> a batch-grouped conv, mis-partitioned in jax 0.10.2 on CPU;
   # tests/test_sketch_store.py checks 1 vs 4 devices).
   step = jax.jit(jax.shard_map(
-      row_fn, mesh=mesh, in_specs=(P(), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS),
-                                   P(parallel.DATA_AXIS)),
+      lambda v, x, l, i, g: row_fn(v, x, l, i, g), mesh=mesh,
+      in_specs=(P(), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS), P()),
       out_specs=P(parallel.DATA_AXIS), check_vma=False))
+  gammas, cache_resolved = None, False
 
   def shard(x):
     return jax.device_put(x, parallel.row_sharding(mesh, x.ndim))
 
   def run_step(start, stop):
+    nonlocal gammas, cache_resolved
     inputs, labels, ids = source.batch(start, stop)
+    if not cache_resolved:  # from the first batch this run computes (shapes only)
+      cache_resolved = True
+      requests = row_fn.gamma_requests(variables, *padded(inputs, labels, ids)) if m else {}
+      if _resolve_gamma_cache(gamma_cache, gamma_cache_mb, requests, m, mesh,
+                              -(-(n - start) // int(batch_size))):
+        gammas = jax.device_put(sketching.build_gamma_cache(row_fn.key, requests, m),
+                                parallel.replicated(mesh))
     inputs = jax.tree.map(lambda a: shard(_pad_batch(np.asarray(a), bsz)), inputs)
     lab = None if labels is None else shard(_pad_batch(np.asarray(labels, np.int32), bsz))
     if target == "true" and mode != "features" and lab is None:
       raise validation.SkmmError("target 'true' needs labels, but the data source has none.")
-    out = step(variables, inputs, lab, shard(_pad_batch(np.asarray(ids, np.int32), bsz)))
+    out = step(variables, inputs, lab, shard(_pad_batch(np.asarray(ids, np.int32), bsz)), gammas)
     return np.asarray(out)[: stop - start], np.asarray(ids)
 
   meta = cache.read_json(meta_path) if os.path.exists(meta_path) else None
@@ -230,12 +282,13 @@ def sketch_dataset(source, apply_fn: Callable, variables, *, root: str,
     raise validation.SkmmError(f"store {path!r} holds a different config (hash collision?).")
   if meta is not None and meta.get("complete"):
     return load_store(path)
+  def padded(inputs, labels, ids):
+    return (jax.tree.map(lambda a: _pad_batch(np.asarray(a), bsz), inputs),
+            None if labels is None else _pad_batch(np.asarray(labels, np.int32), bsz),
+            _pad_batch(np.asarray(ids, np.int32), bsz))
+
   if meta is None:
-    inputs, labels, ids = source.batch(0, 1)
-    width = jax.eval_shape(
-        row_fn, variables, jax.tree.map(lambda a: _pad_batch(np.asarray(a), bsz), inputs),
-        None if labels is None else _pad_batch(np.asarray(labels, np.int32), bsz),
-        _pad_batch(np.asarray(ids, np.int32), bsz)).shape[-1]
+    width = jax.eval_shape(row_fn, variables, *padded(*source.batch(0, 1))).shape[-1]
     os.makedirs(path, exist_ok=True)
     np.lib.format.open_memmap(os.path.join(path, "rows.npy"), mode="w+", dtype=np.float32,
                               shape=(n, width)).flush()

@@ -65,24 +65,131 @@ def gaussian_embedding(key: jax.Array, r: int, m: int, leaf_id: int = 0,
   return jnp.concatenate(blocks, axis=0)[:r]
 
 
-def sketch_leaf(x: jax.Array, key: jax.Array, m: int, leaf_id: int = 0) -> jax.Array:
-  """x (B, r) -> x @ Gamma_leaf (B, m), generating Gamma block by block inside a scan.
+# Rows of Gamma are consumed GAMMA_CHUNK_BLOCKS blocks at a time (one matmul per chunk). This
+# changes only the summation order, never the numbers of Gamma.
+GAMMA_CHUNK_BLOCKS = 1
+GAMMA_CHUNK_ROWS = GAMMA_CHUNK_BLOCKS * GAMMA_BLOCK_ROWS
 
-  Traceable (use inside jit). Memory is O(B * GAMMA_BLOCK_ROWS + GAMMA_BLOCK_ROWS * m).
+
+def gamma_chunk(key: jax.Array, leaf_id: int, chunk: int | jax.Array, m: int,
+                dtype=jnp.float32) -> jax.Array:
+  """Rows [chunk*C, (chunk+1)*C) of leaf `leaf_id`'s embedding, C = GAMMA_CHUNK_ROWS."""
+  blocks = [gaussian_block(key, leaf_id, chunk * GAMMA_CHUNK_BLOCKS + j, m, dtype)
+            for j in range(GAMMA_CHUNK_BLOCKS)]
+  return blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks, axis=0)
+
+
+def num_chunks(r: int) -> int:
+  """How many Gamma chunks cover r rows."""
+  return -(-int(r) // GAMMA_CHUNK_ROWS)
+
+
+class GammaRequests(dict):
+  """Passed as `gammas` while tracing: records {leaf_id: rows} of every embedding used."""
+
+
+def _chunk_source(gammas, key, leaf_id: int, r: int, m: int, dtype) -> Callable:
+  """chunk index -> (C, m) rows of Gamma: read from the cache `gammas` or generated."""
+  if isinstance(gammas, GammaRequests):
+    gammas[int(leaf_id)] = max(int(r), gammas.get(int(leaf_id), 0))
+  table = None if gammas is None or isinstance(gammas, GammaRequests) else gammas.get(str(leaf_id))
+  if table is None:
+    return lambda c: gamma_chunk(key, leaf_id, c, m, dtype)
+  if table.shape[0] < num_chunks(r) or table.shape[1:] != (GAMMA_CHUNK_ROWS, m):
+    raise validation.SkmmError(
+        f"the cached Gamma of leaf {leaf_id} has shape {table.shape}; the sketch needs "
+        f"({num_chunks(r)}, {GAMMA_CHUNK_ROWS}, {m}). Rebuild the cache for this model and m.")
+  return lambda c: jax.lax.dynamic_index_in_dim(table, c, 0, keepdims=False).astype(dtype)
+
+
+def build_gamma_cache(key: jax.Array, requests, m: int) -> dict:
+  """The cached embeddings for `requests` ({leaf_id: rows}): {str(leaf_id): (chunks, C, m)}.
+
+  Same numbers as generating on the fly (`gamma_chunk`); pass the result as `gammas` to the
+  sketch functions to skip regenerating r x m Gaussians for every batch.
+  """
+  out = {}
+  for leaf_id, r in sorted(requests.items()):
+    out[str(leaf_id)] = _gamma_table(key, int(leaf_id), num_chunks(r), int(m))
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("leaf_id", "n", "m"))
+def _gamma_table(key, leaf_id, n, m):
+  return jax.lax.map(lambda c: gamma_chunk(key, leaf_id, c, m), jnp.arange(n))
+
+
+def gamma_cache_bytes(requests, m: int) -> int:
+  """Bytes `build_gamma_cache(requests, m)` allocates (float32)."""
+  return sum(num_chunks(r) * GAMMA_CHUNK_ROWS * int(m) * 4 for r in requests.values())
+
+
+def sketch_leaf(x: jax.Array, key: jax.Array, m: int, leaf_id: int = 0,
+                gammas=None) -> jax.Array:
+  """x (B, r) -> x @ Gamma_leaf (B, m), Gamma generated chunk by chunk inside a scan.
+
+  Traceable (use inside jit). Memory is O(B * C + C * m), C = GAMMA_CHUNK_ROWS.
+
+  Args:
+    gammas: optional cache from `build_gamma_cache` (or a `GammaRequests` to record into).
   """
   b, r = x.shape
-  nb = -(-r // GAMMA_BLOCK_ROWS)
-  pad = nb * GAMMA_BLOCK_ROWS - r
+  nc = num_chunks(r)
+  pad = nc * GAMMA_CHUNK_ROWS - r
   xp = jnp.pad(x, ((0, 0), (0, pad))) if pad else x
-  xb = xp.reshape(b, nb, GAMMA_BLOCK_ROWS)
+  xb = xp.reshape(b, nc, GAMMA_CHUNK_ROWS)
+  rows = _chunk_source(gammas, key, leaf_id, r, m, x.dtype)
 
   def body(acc, i):
     blk = jax.lax.dynamic_index_in_dim(xb, i, axis=1, keepdims=False)
-    g = gaussian_block(key, leaf_id, i, m, x.dtype)
-    return acc + jnp.dot(blk, g, precision=jax.lax.Precision.HIGHEST), None
+    return acc + jnp.dot(blk, rows(i), precision=jax.lax.Precision.HIGHEST), None
 
   acc0 = jnp.zeros((b, m), x.dtype)
-  out, _ = jax.lax.scan(body, acc0, jnp.arange(nb))
+  out, _ = jax.lax.scan(body, acc0, jnp.arange(nc))
+  return out
+
+
+def sketch_outer(u: jax.Array, delta: jax.Array, key: jax.Array, m: int, leaf_id: int,
+                 gammas=None) -> jax.Array:
+  """Sketch of per-example gradients sum_t u_t (x) delta_t without forming them.
+
+  The gradient of a Dense/Conv kernel for example b is G_b = sum_t u_bt delta_bt^T, flattened
+  row-major (row a * d_out + o, the kernel's own layout with the patch index a in (kh, kw, c_in)
+  order). Each chunk of C rows of vec(G_b) is formed from u and delta just before it is
+  multiplied by the matching rows of Gamma, so memory is O(B C + C m) and never O(B r); the
+  extra work is B T C per chunk against the matmul's 2 B C m.
+
+  Args:
+    u: (B, T, d_in) layer inputs (Dense) or patches (Conv), T positions / tokens.
+    delta: (B, T, d_out) output-gradients.
+    key, m, leaf_id: the embedding (the kernel leaf's `leaf_id_from_path`).
+    gammas: optional cache from `build_gamma_cache`.
+
+  Returns:
+    (B, m) = flatten(G) @ Gamma_leaf.
+  """
+  b, t, ka = u.shape
+  ko = delta.shape[-1]
+  r = ka * ko
+  cr = GAMMA_CHUNK_ROWS
+  nc = num_chunks(r)
+  aligned = cr % ko == 0
+  span = cr // ko if aligned else -(-cr // ko) + 1   # patch entries one chunk touches
+  last = ((nc - 1) * cr) // ko
+  up = jnp.pad(u, ((0, 0), (0, 0), (0, max(last + span - ka, 0))))
+  rows = _chunk_source(gammas, key, leaf_id, r, m, u.dtype)
+  hi = jax.lax.Precision.HIGHEST
+
+  def body(acc, c):
+    s = c * cr
+    a0 = s // ko
+    ua = jax.lax.dynamic_slice_in_dim(up, a0, span, axis=2)
+    g = jnp.einsum("bta,bto->bao", ua, delta, precision=hi).reshape(b, span * ko)
+    if not aligned:
+      g = jax.lax.dynamic_slice_in_dim(g, s - a0 * ko, cr, axis=1)
+    return acc + jnp.dot(g, rows(c), precision=hi), None
+
+  out, _ = jax.lax.scan(body, jnp.zeros((b, m), u.dtype), jnp.arange(nc))
   return out
 
 
@@ -153,7 +260,7 @@ _KRON_U = "skmm_kron_inputs"
 _KRON_P = "skmm_kron_perturbations"
 
 
-def sketch_grads(grads, key: jax.Array, m: int) -> jax.Array:
+def sketch_grads(grads, key: jax.Array, m: int, gammas=None) -> jax.Array:
   """{path: (B, ...)} per-example gradients -> (B, m) = flatten_grads(grads) @ dense_embedding.
 
   Each leaf is multiplied by its own block-generated Gamma (leaf id = `leaf_id_from_path`).
@@ -161,7 +268,8 @@ def sketch_grads(grads, key: jax.Array, m: int) -> jax.Array:
   out = None
   for p in sorted(grads):
     g = grads[p]
-    s = sketch_leaf(g.reshape(g.shape[0], -1).astype(jnp.float32), key, m, leaf_id_from_path(p))
+    s = sketch_leaf(g.reshape(g.shape[0], -1).astype(jnp.float32), key, m, leaf_id_from_path(p),
+                    gammas)
     out = s if out is None else out + s
   return out
 
@@ -214,31 +322,70 @@ def _as_tuple(v, n=None):
   return (v,) * (n or 1) if isinstance(v, int) else tuple(v)
 
 
+PER_EXAMPLE_METHODS = ("auto", "captured", "vmap")
+
+
 def gaussian_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
-                     per_example: str = "vmap") -> Callable:
+                     per_example: str = "auto") -> Callable:
   """Backend `gaussian`: per-example gradients times the block-generated Gamma.
 
   Args:
-    per_example: 'vmap' (jax.vmap(jax.grad), any parameters) or 'captured' (Dense/Conv
-      layers only, from captured inputs and output-gradients: same gradients, no
-      batch-grouped convolutions; see `captured_per_example_grads`).
+    per_example: how the per-example gradients reach Gamma.
+      'vmap': jax.vmap(jax.grad) materialises them (B x r; any parameters).
+      'captured': Dense/Conv layers only: layer inputs (conv patches) and output-gradients are
+        captured in one batched forward/backward pass, and each chunk of the gradient is
+        formed just before its matmul with Gamma (`sketch_outer`): never B x r in memory, no
+        batch-grouped convolutions. Same rows as 'vmap' (to float rounding).
+      'auto' (default): 'captured' when every layer of the subset is a Dense/Conv layer called
+        once, else 'vmap'.
 
   Returns:
-    fn(variables, inputs, targets) -> (B, m).
+    fn(variables, inputs, targets, gammas=None) -> (B, m); `gammas` is an optional Gamma
+    cache (`build_gamma_cache`).
   """
-  validation.check_choice(per_example, ("vmap", "captured"), "per-example gradient method")
+  validation.check_choice(per_example, PER_EXAMPLE_METHODS, "per-example gradient method")
+  groups = _module_groups(paths)
   if per_example == "captured":
-    _check_layer_groups(_module_groups(paths), "gaussian (per_example='captured')")
-  grad_fn = (gradients.per_example_grads if per_example == "vmap"
-             else captured_per_example_grads)
+    _check_layer_groups(groups, "gaussian (per_example='captured')")
+  layer_subset = per_example != "vmap" and _layer_groups_ok(groups)
 
-  def fn(variables, inputs, targets):
-    return sketch_grads(grad_fn(apply_fn, variables, paths, inputs, targets), key, m)
-  return fn
+  def vmap_fn(variables, inputs, targets, gammas=None):
+    grads = gradients.per_example_grads(apply_fn, variables, paths, inputs, targets)
+    return sketch_grads(grads, key, m, gammas)
+
+  def captured_fn(variables, inputs, targets, gammas=None):
+    cap = capture_layers(apply_fn, groups, variables, inputs, targets, conv_patches)
+    out = None
+    for mpath, (u, delta) in sorted(cap.items()):
+      s = sketch_outer(u, delta, key, m, leaf_id_from_path(mpath + "/kernel"), gammas)
+      if "bias" in groups[mpath]:
+        s = s + sketch_leaf(delta.sum(axis=1), key, m, leaf_id_from_path(mpath + "/bias"), gammas)
+      out = s if out is None else out + s
+    return out
+
+  if per_example == "vmap" or not layer_subset:
+    return vmap_fn
+  if per_example == "captured":
+    return captured_fn
+
+  def auto_fn(variables, inputs, targets, gammas=None):
+    try:  # decided while tracing: capture fails early on layers it cannot intercept
+      return captured_fn(variables, inputs, targets, gammas)
+    except LayerCaptureError:
+      return vmap_fn(variables, inputs, targets, gammas)
+  return auto_fn
 
 
 def _dense_like(mod) -> bool:
   return isinstance(mod, nn.Dense) or type(mod).__name__ in DENSE_LIKE_MODULES
+
+
+class LayerCaptureError(validation.SkmmError):
+  """The model's layers cannot be captured (not Dense/Conv, shared, or apply_fn lacks mutable)."""
+
+
+def _layer_groups_ok(groups) -> bool:
+  return all("kernel" in leaves and leaves <= {"kernel", "bias"} for leaves in groups.values())
 
 
 def _check_layer_groups(groups, backend: str):
@@ -249,13 +396,33 @@ def _check_layer_groups(groups, backend: str):
           f"selects {sorted(leaves)} of {mod!r}. Use backend='gaussian' for other parameters.")
 
 
-def _conv_clone(mod, features: int):
+def _conv_clone(mod, features: int, groups: int = 1):
   """An unbound bias-free Conv with `mod`'s geometry (stride, padding, dilations)."""
   if mod.feature_group_count != 1:
-    raise validation.SkmmError("grouped convolutions are not supported by layer capture.")
+    raise LayerCaptureError("grouped convolutions are not supported by layer capture.")
   return nn.Conv(features, _as_tuple(mod.kernel_size), strides=mod.strides, padding=mod.padding,
                  input_dilation=mod.input_dilation, kernel_dilation=mod.kernel_dilation,
-                 use_bias=False, precision=jax.lax.Precision.HIGHEST, parent=None)
+                 feature_group_count=groups, use_bias=False,
+                 precision=jax.lax.Precision.HIGHEST, parent=None)
+
+
+def conv_patches(mod, mpath, x, d_out):
+  """Input map for `capture_layers`: a Conv layer's input patches, a Dense layer's input.
+
+  Patches come from a depthwise convolution with one-hot filters (B T k c_in multiply-adds, not
+  the B T (k c_in)^2 of a dense identity filter), reordered to the kernel's (kh, kw, c_in)
+  layout, so flax's padding / stride / dilation rules apply unchanged.
+  """
+  del mpath, d_out
+  if _dense_like(mod):
+    return x
+  ks = _as_tuple(mod.kernel_size)
+  taps, c = int(np.prod(ks)), x.shape[-1]
+  onehot = jnp.eye(taps, dtype=x.dtype).reshape(*ks, 1, taps)
+  y = _conv_clone(mod, c * taps, groups=c).apply(
+      {"params": {"kernel": jnp.tile(onehot, (1,) * len(ks) + (1, c))}}, x)
+  y = y.reshape(*y.shape[:-1], c, taps)
+  return jnp.swapaxes(y, -1, -2).reshape(*y.shape[:-2], taps * c)
 
 
 def capture_layers(apply_fn: Callable, groups, variables, inputs, targets,
@@ -292,7 +459,7 @@ def capture_layers(apply_fn: Callable, groups, variables, inputs, targets,
       except TypeError as e:
         if "mutable" not in str(e):
           raise
-        raise validation.SkmmError(
+        raise LayerCaptureError(
             "layer capture (backend 'kronecker', per_example='captured') needs apply_fn to be a "
             "flax Module.apply (possibly functools.partial'd) accepting mutable=...; got "
             f"{apply_fn!r}.") from e
@@ -309,7 +476,7 @@ def capture_layers(apply_fn: Callable, groups, variables, inputs, targets,
   us = traverse_util.flatten_dict(flax.core.unfreeze(us), sep="/")
   missing = sorted(set(groups) - {"params/" + k[:-2] for k in deltas})
   if missing:
-    raise validation.SkmmError(
+    raise LayerCaptureError(
         f"layer capture supports flax.linen.Dense / Conv layers (and DENSE_LIKE_MODULES) only; "
         f"the subset's {missing} were not called as such. Use backend='gaussian'.")
   out = {}
@@ -317,7 +484,7 @@ def capture_layers(apply_fn: Callable, groups, variables, inputs, targets,
     key_ = mpath[len("params/"):]
     u = us[key_ + "/u"]
     if len(u) != 1:
-      raise validation.SkmmError(
+      raise LayerCaptureError(
           f"layer {mpath!r} is called {len(u)} times (shared weights); layer capture needs one "
           f"call per layer. Use backend='gaussian' with per_example='vmap'.")
     delta = deltas[key_ + "/y"].astype(jnp.float32)
@@ -331,24 +498,16 @@ def captured_per_example_grads(apply_fn: Callable, variables, paths, inputs, tar
 
   Equal to `gradients.per_example_grads` (sum over positions of input patch (x) delta) but
   without vmap: XLA lowers vmap(grad) of a convolution to a batch-grouped convolution, which
-  is slow on CPU. Conv patches come from a convolution with identity filters, so the patch
-  layout is the kernel's (kh, kw, c_in) and flax's padding rules apply unchanged.
+  is slow on CPU. Conv patches come from `conv_patches` (the kernel's (kh, kw, c_in) layout,
+  flax's padding rules unchanged). It materialises B x r numbers: the `gaussian` backend's
+  'captured' path sketches from the same captures without forming them (`sketch_outer`).
 
   Returns:
     {path: (B, *leaf.shape)} for the kernel (and bias) leaves in `paths`.
   """
   groups = _module_groups(paths)
   _check_layer_groups(groups, "captured")
-
-  def patches(mod, mpath, x, d_out):
-    if _dense_like(mod):
-      return x
-    ks = _as_tuple(mod.kernel_size)
-    d_in = int(np.prod(ks)) * x.shape[-1]
-    eye = jnp.eye(d_in, dtype=jnp.float32).reshape(*ks, x.shape[-1], d_in)
-    return _conv_clone(mod, d_in).apply({"params": {"kernel": eye}}, x)
-
-  cap = capture_layers(apply_fn, groups, variables, inputs, targets, patches)
+  cap = capture_layers(apply_fn, groups, variables, inputs, targets, conv_patches)
   flat = gradients.flatten_variables(variables)
   out = {}
   for mpath, (u, delta) in cap.items():
@@ -386,7 +545,8 @@ def kronecker_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
           {"params": {"kernel": p_in[:d_in].reshape(*ks, x.shape[-1], r_in)}}, x)
     return u + p_in[d_in] if use_bias else u
 
-  def fn(variables, inputs, targets):
+  def fn(variables, inputs, targets, gammas=None):
+    del gammas  # the Kronecker factors are small and generated per call
     cap = capture_layers(apply_fn, groups, variables, inputs, targets, project)
     out = None
     for mpath, (u, delta) in cap.items():
@@ -430,7 +590,8 @@ def sparse_sign_backend(apply_fn: Callable, paths, m: int, key: jax.Array, s: in
   batch; this one generates r s numbers and does O(B r s) work, at the price of weaker
   embedding constants for small s. Leaves are summed, as for `gaussian`.
   """
-  def fn(variables, inputs, targets):
+  def fn(variables, inputs, targets, gammas=None):
+    del gammas  # r s numbers per call: nothing worth caching
     grads = gradients.per_example_grads(apply_fn, variables, paths, inputs, targets)
     out = 0.0
     for p in sorted(grads):
@@ -443,6 +604,33 @@ def sparse_sign_backend(apply_fn: Callable, paths, m: int, key: jax.Array, s: in
 
 BACKENDS = {"gaussian": gaussian_backend, "kronecker": kronecker_backend,
             "sparse_sign": sparse_sign_backend}
+
+
+class RowFn:
+  """The traceable per-batch function `make_row_fn` returns.
+
+  Call it as row_fn(variables, inputs, labels, ids, gammas=None) -> (B, m) float32.
+  `gammas` is an optional Gamma cache (`build_gamma_cache`): the same numbers as generating
+  Gamma from the seed on every call, without the r x m Gaussians per call.
+  """
+
+  def __init__(self, fn: Callable, key: jax.Array, m: Optional[int]):
+    self._fn, self.key, self.m = fn, key, m
+    functools.update_wrapper(self, fn)
+
+  def __call__(self, variables, inputs, labels, ids, gammas=None):
+    return self._fn(variables, inputs, labels, ids, gammas)
+
+  def gamma_requests(self, variables, inputs, labels, ids) -> dict:
+    """{leaf_id: rows} of the Gamma embeddings one call generates (traced abstractly)."""
+    req = GammaRequests()
+    jax.eval_shape(lambda v, x, l, i: self._fn(v, x, l, i, req), variables, inputs, labels, ids)
+    return dict(req)
+
+  def build_gamma_cache(self, variables, inputs, labels, ids) -> dict:
+    """The Gamma cache for this function (see `build_gamma_cache`); inputs fix the shapes."""
+    req = self.gamma_requests(variables, inputs, labels, ids)
+    return build_gamma_cache(self.key, req, self.m) if req else {}
 
 
 def make_row_fn(apply_fn: Callable, paths=(), *, m: Optional[int], seed: int = 0,
@@ -460,12 +648,13 @@ def make_row_fn(apply_fn: Callable, paths=(), *, m: Optional[int], seed: int = 0
       or 'features'.
     target: 'random' or 'true' (modes 'grad' and 'head_grad').
     backend: 'gaussian', 'kronecker' or 'sparse_sign' (mode 'grad').
-    **backend_options: e.g. per_example for 'gaussian', r_out for 'kronecker', s for
-      'sparse_sign'.
+    **backend_options: e.g. per_example ('auto', 'captured', 'vmap') for 'gaussian', r_out
+      for 'kronecker', s for 'sparse_sign'.
 
   Returns:
-    row_fn(variables, inputs, labels, ids) -> (B, m) float32 (traceable; labels may be None
-    for random targets).
+    A `RowFn`: row_fn(variables, inputs, labels, ids, gammas=None) -> (B, m) float32
+    (traceable; labels may be None for random targets; `gammas` an optional Gamma cache from
+    `row_fn.build_gamma_cache`).
 
   Example:
     >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -484,32 +673,34 @@ def make_row_fn(apply_fn: Callable, paths=(), *, m: Optional[int], seed: int = 0
   key = jax.random.key(seed)
 
   if mode == "features":
-    def features_fn(variables, inputs, labels, ids):
+    def features_fn(variables, inputs, labels, ids, gammas=None):
       x = apply_fn(variables, inputs)
       x = x.reshape(x.shape[0], -1).astype(jnp.float32)
-      return x if m is None else sketch_leaf(x, key, int(m), 0)
-    return features_fn
+      return x if m is None else sketch_leaf(x, key, int(m), 0, gammas)
+    return RowFn(features_fn, key, m)
 
   if mode == "head_grad":
     head_path = gradients._normalise(head_path)
 
-    def head_fn(variables, inputs, labels, ids):
+    def head_fn(variables, inputs, labels, ids, gammas=None):
       flat = gradients.flatten_variables(variables)
       if head_path + "/kernel" not in flat:
         raise validation.SkmmError(f"no linear head at {head_path!r} in the variables.")
       kernel, bias = flat[head_path + "/kernel"], flat.get(head_path + "/bias")
       t = gradients.make_targets(target, ids, labels, kernel.shape[1], seed)
       grads = gradients.head_grad(apply_fn(variables, inputs), kernel, bias, t, head_path)
-      return gradients.flatten_grads(grads) if m is None else sketch_grads(grads, key, int(m))
-    return head_fn
+      if m is None:
+        return gradients.flatten_grads(grads)
+      return sketch_grads(grads, key, int(m), gammas)
+    return RowFn(head_fn, key, m)
 
   if not paths:
     raise validation.SkmmError("mode 'grad' needs a non-empty parameter subset.")
   paths = tuple(sorted(paths))
   sketch = BACKENDS[backend](apply_fn, paths, int(m), key, **backend_options)
 
-  def grad_fn(variables, inputs, labels, ids):
+  def grad_fn(variables, inputs, labels, ids, gammas=None):
     num_classes = jax.eval_shape(apply_fn, variables, inputs).shape[-1]
     t = gradients.make_targets(target, ids, labels, num_classes, seed)
-    return sketch(variables, inputs, t)
-  return grad_fn
+    return sketch(variables, inputs, t, gammas)
+  return RowFn(grad_fn, key, m)

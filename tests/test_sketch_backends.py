@@ -213,3 +213,62 @@ def test_kronecker_and_gaussian_on_project_resnet_tiny_ft2():
   rows, grads = _kron_and_grads(apply_fn, paths, 8, b.variables, x, t)
   np.testing.assert_allclose(rows, _kron_definition(grads, jax.random.key(0), 8),
                              rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("t,d_in,d_out,m", [
+    (1, 4608 // 64, 512, 16),   # d_out divides the chunk: aligned chunks (ResNet FT-2 shape)
+    (3, 50, 7, 12),             # unaligned, several positions, r < one chunk
+    (2, 300, 10, 8),            # unaligned, r spans several chunks and ends mid-chunk
+    (1, 3, 1500, 8),            # d_out larger than a chunk
+])
+def test_sketch_outer_equals_the_formed_gradient_times_gamma(t, d_in, d_out, m):
+  rng = np.random.default_rng(d_in)
+  u = rng.normal(size=(3, t, d_in)).astype(np.float32)
+  delta = rng.normal(size=(3, t, d_out)).astype(np.float32)
+  key = jax.random.key(9)
+  rows = jax.jit(lambda u, d: sketching.sketch_outer(u, d, key, m, 77))(u, delta)
+  g = np.einsum("bta,bto->bao", u, delta).reshape(3, -1).astype(np.float64)
+  gamma = np.asarray(sketching.gaussian_embedding(key, d_in * d_out, m, 77), np.float64)
+  np.testing.assert_allclose(rows, g @ gamma, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("opts", [dict(per_example="auto"), dict(per_example="vmap"),
+                                  dict(mode="features"), dict(mode="head_grad")])
+def test_gamma_cache_gives_bit_identical_rows(opts):
+  apply_fn, v, x, _ = tiny_cnn()
+  opts = dict(opts)
+  mode = opts.pop("mode", "grad")
+  if mode == "grad":
+    fn = sketching.make_row_fn(apply_fn, gradients.subset_paths(v, FT2), m=24, seed=3, **opts)
+  else:
+    feat = lambda v, x: x.reshape(len(x), -1)
+    v = {"params": {"head": {"kernel": jnp.ones((192, 3)), "bias": jnp.zeros(3)}}}
+    fn = sketching.make_row_fn(feat, m=24, seed=3, mode=mode, head_path="head")
+  ids = jnp.arange(len(x))
+  req = fn.gamma_requests(v, x, None, ids)
+  cache = fn.build_gamma_cache(v, x, None, ids)
+  assert set(cache) == {str(k) for k in req}
+  assert sum(a.nbytes for a in cache.values()) == sketching.gamma_cache_bytes(req, 24)
+  f = jax.jit(fn)
+  np.testing.assert_array_equal(f(v, x, None, ids), f(v, x, None, ids, cache))
+  short = {k: a[:0] for k, a in cache.items()}
+  with pytest.raises(SkmmError, match="cached Gamma"):
+    f(v, x, None, ids, short)
+
+
+def test_auto_falls_back_to_vmap_where_layers_cannot_be_captured():
+  apply_fn, v, x, _ = tiny_cnn()
+  ids = jnp.arange(len(x))
+  wrapped = lambda v, x: apply_fn(v, x)  # no mutable= keyword: capture is impossible
+  for fn, subset in [(wrapped, FT2), (apply_fn, ["bn", "head"])]:
+    paths = gradients.subset_paths(v, subset)
+    auto = jax.jit(sketching.make_row_fn(fn, paths, m=16, seed=1))(v, x, None, ids)
+    vm = jax.jit(sketching.make_row_fn(fn, paths, m=16, seed=1, per_example="vmap"))(
+        v, x, None, ids)
+    np.testing.assert_array_equal(auto, vm)
+  paths = gradients.subset_paths(v, FT2)  # Conv/Dense layers of a Module.apply: captured
+  auto, cap = (jax.jit(sketching.make_row_fn(apply_fn, paths, m=16, seed=1, per_example=pe))(
+      v, x, None, ids) for pe in ("auto", "captured"))
+  np.testing.assert_array_equal(auto, cap)
+  with pytest.raises(SkmmError, match="Module.apply"):
+    sketching.make_row_fn(wrapped, paths, m=16, per_example="captured")(v, x, None, ids)

@@ -136,3 +136,17 @@ def test_features_mode_and_validation(setup, tmp_path):
     _run(setup, tmp_path, batch_size=0)
   with pytest.raises(SkmmError, match="distinct"):
     sketch_store.ArraySource(x, ids=np.zeros(22, np.int64))
+
+
+@pytest.mark.parametrize("mesh_name", ["mesh1", "mesh4"])
+def test_gamma_cache_on_and_off_give_identical_stores(setup, tmp_path, mesh_name, request):
+  mesh = request.getfixturevalue(mesh_name)
+  on = _run(setup, tmp_path / "on", mesh=mesh, gamma_cache=True)
+  off = _run(setup, tmp_path / "off", mesh=mesh, gamma_cache=False)
+  auto_tiny = _run(setup, tmp_path / "tiny", mesh=mesh, gamma_cache="auto", gamma_cache_mb=0)
+  np.testing.assert_array_equal(on.rows, off.rows)
+  np.testing.assert_array_equal(on.rows, auto_tiny.rows)
+  with pytest.raises(SkmmError, match="gamma_cache must be"):
+    _run(setup, tmp_path / "bad", gamma_cache="yes")
+  with pytest.raises(SkmmError, match="gamma_cache_mb"):
+    _run(setup, tmp_path / "bad", gamma_cache_mb=-1)
