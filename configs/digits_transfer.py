@@ -32,7 +32,7 @@ def get_config(arg: str = ""):
   c.selection_by_setting = ml_collections.ConfigDict(dict(
       ft1=dict(features="features", m=None, sketch_seed=0, batch_size=128),
       ft2=dict(features="grad", m=64, target="random", backend="gaussian", sketch_seed=0,
-               batch_size=128),
+               batch_size=128, gamma_cache="auto"),
   ))
   # The paper's optimiser (Adam, lr 1e-2); with |S| <= 512 an epoch is one step, so FT-1
   # gets 300 of them (after 100 the head was still improving: best epochs near the end).

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Callable, Optional
 import zlib
 
@@ -184,7 +185,10 @@ def sketch_outer(u: jax.Array, delta: jax.Array, key: jax.Array, m: int, leaf_id
     s = c * cr
     a0 = s // ko
     ua = jax.lax.dynamic_slice_in_dim(up, a0, span, axis=2)
-    g = jnp.einsum("bta,bto->bao", ua, delta, precision=hi).reshape(b, span * ko)
+    if t == 1:  # an outer product: one fused elementwise loop (a batched dot is 1.4x slower)
+      g = (ua[:, 0, :, None] * delta[:, 0, None, :]).reshape(b, span * ko)
+    else:
+      g = jnp.einsum("bta,bto->bao", ua, delta, precision=hi).reshape(b, span * ko)
     if not aligned:
       g = jax.lax.dynamic_slice_in_dim(g, s - a0 * ko, cr, axis=1)
     return acc + jnp.dot(g, rows(c), precision=hi), None
@@ -371,7 +375,8 @@ def gaussian_backend(apply_fn: Callable, paths, m: int, key: jax.Array,
   def auto_fn(variables, inputs, targets, gammas=None):
     try:  # decided while tracing: capture fails early on layers it cannot intercept
       return captured_fn(variables, inputs, targets, gammas)
-    except LayerCaptureError:
+    except LayerCaptureError as e:
+      logging.info("gaussian backend: per-example gradients by vmap(grad), since %s", e)
       return vmap_fn(variables, inputs, targets, gammas)
   return auto_fn
 

@@ -43,6 +43,19 @@ def _kron_and_grads(apply_fn, paths, m, v, x, t):
   return f(v, x, t)
 
 
+def _check_gaussian_auto_is_captured_and_exact(apply_fn, paths, v, x, t, grads, m=8):
+  """The default gaussian backend captures these layers and equals flatten(G) @ Gamma."""
+  key = jax.random.key(0)
+  auto, cap = jax.jit(lambda v, x, t: tuple(
+      sketching.gaussian_backend(apply_fn, paths, m, key, per_example=pe)(v, x, t)
+      for pe in ("auto", "captured")))(v, x, t)
+  np.testing.assert_array_equal(auto, cap)
+  g = np.asarray(gradients.flatten_grads(grads), np.float64)
+  gamma = np.asarray(sketching.dense_embedding({p: grads[p].shape[1:] for p in paths}, key, m),
+                     np.float64)
+  np.testing.assert_allclose(auto, g @ gamma, rtol=1e-4, atol=1e-5)
+
+
 def test_gaussian_backend_equals_naive_dense_projection():
   apply_fn, v, x, _ = tiny_cnn()
   paths = gradients.subset_paths(v, FT2)
@@ -195,11 +208,13 @@ def test_kronecker_on_tiny_clip_vision_tower():
   x = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype(np.float32)
   v = jax.jit(model.init)(jax.random.key(0), x[:1])
   paths = gradients.subset_paths(v, ["visual_projection", "classifier",
-                                     "vision/vision_model/encoder/layers/0/mlp/fc2"])
+                                     "vision/vision_model/encoder/layers/0/mlp/fc2",
+                                     "vision/vision_model/embeddings/patch_embedding"])
   t = _targets(model.apply, v, x)
   rows, grads = _kron_and_grads(model.apply, paths, 8, v, x, t)
   np.testing.assert_allclose(rows, _kron_definition(grads, jax.random.key(0), 8),
                              rtol=1e-4, atol=1e-5)
+  _check_gaussian_auto_is_captured_and_exact(model.apply, paths, v, x, t, grads)
 
 
 def test_kronecker_and_gaussian_on_project_resnet_tiny_ft2():
@@ -213,6 +228,7 @@ def test_kronecker_and_gaussian_on_project_resnet_tiny_ft2():
   rows, grads = _kron_and_grads(apply_fn, paths, 8, b.variables, x, t)
   np.testing.assert_allclose(rows, _kron_definition(grads, jax.random.key(0), 8),
                              rtol=1e-4, atol=1e-5)
+  _check_gaussian_auto_is_captured_and_exact(apply_fn, paths, b.variables, x, t, grads)
 
 
 @pytest.mark.parametrize("t,d_in,d_out,m", [

@@ -257,6 +257,11 @@ class Stage(NamedTuple):
   test: training.Split
 
 
+# config.selection.gamma_cache: keep Gamma in memory for the whole sketching run ('auto': if it
+# fits, see sketch_store.sketch_dataset); strings so that a command-line override stays typed.
+_GAMMA_CACHE = {"auto": "auto", "on": True, "off": False}
+
+
 def _store(source_x, y, bundle, config, workdir, *, mode, m=None, subset=(), seed=0,
            progress=False):
   from skmm_jax import sketch_store
@@ -271,7 +276,9 @@ def _store(source_x, y, bundle, config, workdir, *, mode, m=None, subset=(), see
       m=m, seed=seed, mode=mode, target=sel.get("target", "random"),
       backend=sel.get("backend", "gaussian"), head_path="params/classifier",
       batch_size=int(sel.get("batch_size", 64)), model_name=bundle.name,
-      params_fingerprint=bundle.weights_fingerprint, progress=progress)
+      params_fingerprint=bundle.weights_fingerprint, progress=progress,
+      gamma_cache=_GAMMA_CACHE[validation.check_choice(
+          sel.get("gamma_cache", "auto"), tuple(_GAMMA_CACHE), "selection.gamma_cache")])
 
 
 def features_stage(ds: Datasets, bundle, config, workdir, progress=False):
@@ -555,7 +562,8 @@ def base_config(*, name: str, dataset: str, backbone: str, setting: str, train_s
   c.cache_dir = ""           # "" = the work directory (stores/ and selections/ go there)
   c.full_reference = False   # also train on the whole pool (a reference row in the tables)
   c.selection = ml_collections.ConfigDict(dict(
-      features=features, m=m, target="random", backend="gaussian", sketch_seed=0, batch_size=64))
+      features=features, m=m, target="random", backend="gaussian", sketch_seed=0, batch_size=64,
+      gamma_cache="auto"))
   c.train = ml_collections.ConfigDict(
       {k: v for k, v in training.PAPER_DEFAULTS[train_setting].items() if k != "task"})
   c.train.eval_every = 1
