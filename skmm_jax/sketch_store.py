@@ -159,17 +159,20 @@ def gamma_cache_budget(mesh) -> int:
   return int(stats.get("bytes_limit", 4 << 30) // 4)
 
 
-def _resolve_gamma_cache(gamma_cache, gamma_cache_mb, requests, m, mesh, batches_left) -> bool:
+def _gamma_cache_plan(gamma_cache, gamma_cache_mb, requests, m, mesh, batches_left):
+  """None (no cache), or the byte budget to build it with (None inside: everything)."""
   if not requests or gamma_cache is False:
-    return False
+    return None
+  if gamma_cache is True:
+    return (None,)
   need = sketching.gamma_cache_bytes(requests, m)
   budget = gamma_cache_budget(mesh) if gamma_cache_mb is None else int(gamma_cache_mb * 2**20)
-  if gamma_cache is True:
-    return True
-  use = batches_left > 1 and need <= budget
-  _log.info("Gamma cache %s: %.1f MB per device, budget %.1f MB, %d batches to go",
-            "on" if use else "off", need / 2**20, budget / 2**20, batches_left)
-  return use
+  chunk = sketching.GAMMA_CHUNK_ROWS * int(m) * 4
+  use = batches_left > 1 and budget >= chunk
+  _log.info("Gamma cache: %s of %.1f MB per device (budget %.1f MB, %d batches to go)",
+            ("all" if need <= budget else "part") if use else "none", need / 2**20,
+            budget / 2**20, batches_left)
+  return ((None if need <= budget else budget),) if use else None
 
 
 def _pad_batch(x, size: int):
@@ -209,8 +212,9 @@ def sketch_dataset(source, apply_fn: Callable, variables, *, root: str,
     progress: show a tqdm bar with examples/s.
     gamma_cache: keep the seed's Gamma (r x m float32 per sketched leaf, replicated on each
       device) in memory for the whole run instead of regenerating its r m Gaussians for every
-      batch. 'auto' (default): when it fits in `gamma_cache_mb` and more than one batch is
-      left; True / False force it. The rows are identical either way.
+      batch. 'auto' (default): when more than one batch is left, as much of it as fits in
+      `gamma_cache_mb` (all of it, or the first chunks; the rest is generated per batch);
+      True / False: all of it / none. The rows are identical either way.
     gamma_cache_mb: the 'auto' budget per device (default: a quarter of device memory; on CPU a
       quarter of the host's RAM split between the local devices).
 
@@ -266,9 +270,10 @@ def sketch_dataset(source, apply_fn: Callable, variables, *, root: str,
     if not cache_resolved:  # from the first batch this run computes (shapes only)
       cache_resolved = True
       requests = row_fn.gamma_requests(variables, *padded(inputs, labels, ids)) if m else {}
-      if _resolve_gamma_cache(gamma_cache, gamma_cache_mb, requests, m, mesh,
-                              -(-(n - start) // int(batch_size))):
-        gammas = jax.device_put(sketching.build_gamma_cache(row_fn.key, requests, m),
+      plan = _gamma_cache_plan(gamma_cache, gamma_cache_mb, requests, m, mesh,
+                               -(-(n - start) // int(batch_size)))
+      if plan is not None:
+        gammas = jax.device_put(sketching.build_gamma_cache(row_fn.key, requests, m, plan[0]),
                                 parallel.replicated(mesh))
     inputs = jax.tree.map(lambda a: shard(_pad_batch(np.asarray(a), bsz)), inputs)
     lab = None if labels is None else shard(_pad_batch(np.asarray(labels, np.int32), bsz))

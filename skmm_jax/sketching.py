@@ -94,24 +94,50 @@ def _chunk_source(gammas, key, leaf_id: int, r: int, m: int, dtype) -> Callable:
   if isinstance(gammas, GammaRequests):
     gammas[int(leaf_id)] = max(int(r), gammas.get(int(leaf_id), 0))
   table = None if gammas is None or isinstance(gammas, GammaRequests) else gammas.get(str(leaf_id))
-  if table is None:
-    return lambda c: gamma_chunk(key, leaf_id, c, m, dtype)
-  if table.shape[0] < num_chunks(r) or table.shape[1:] != (GAMMA_CHUNK_ROWS, m):
+  generate = lambda c: gamma_chunk(key, leaf_id, c, m, dtype)  # noqa: E731
+  if table is None or table.shape[0] == 0:
+    return generate
+  if table.ndim != 3 or table.shape[1:] != (GAMMA_CHUNK_ROWS, m):
     raise validation.SkmmError(
         f"the cached Gamma of leaf {leaf_id} has shape {table.shape}; the sketch needs "
-        f"({num_chunks(r)}, {GAMMA_CHUNK_ROWS}, {m}). Rebuild the cache for this model and m.")
-  return lambda c: jax.lax.dynamic_index_in_dim(table, c, 0, keepdims=False).astype(dtype)
+        f"(<= {num_chunks(r)}, {GAMMA_CHUNK_ROWS}, {m}). Rebuild the cache for this model and m.")
+  k = int(table.shape[0])
+  read = lambda c: jax.lax.dynamic_index_in_dim(  # noqa: E731
+      table, jnp.minimum(c, k - 1), 0, keepdims=False).astype(dtype)
+  if k >= num_chunks(r):
+    return read
+  # A partial cache holds the first k chunks; the others are generated.
+  return lambda c: jax.lax.cond(c < k, read, generate, c)
 
 
-def build_gamma_cache(key: jax.Array, requests, m: int) -> dict:
+def build_gamma_cache(key: jax.Array, requests, m: int,
+                      max_bytes: Optional[int] = None) -> dict:
   """The cached embeddings for `requests` ({leaf_id: rows}): {str(leaf_id): (chunks, C, m)}.
 
   Same numbers as generating on the fly (`gamma_chunk`); pass the result as `gammas` to the
   sketch functions to skip regenerating r x m Gaussians for every batch.
+
+  Args:
+    key: the seed's key (`jax.random.key(seed)`).
+    requests: {leaf_id: rows}, e.g. from `RowFn.gamma_requests`.
+    m: sketch dimension.
+    max_bytes: optional budget. Whole leaves are cached in leaf-id order while they fit; the
+      first leaf that does not fit gets its first chunks only (the rest of it, and any later
+      leaf, is generated per call as before). None caches everything.
+
+  Returns:
+    {str(leaf_id): (k, C, m) float32}, k <= num_chunks(rows).
   """
   out = {}
+  left = None if max_bytes is None else int(max_bytes)
+  chunk_bytes = GAMMA_CHUNK_ROWS * int(m) * 4
   for leaf_id, r in sorted(requests.items()):
-    out[str(leaf_id)] = _gamma_table(key, int(leaf_id), num_chunks(r), int(m))
+    k = num_chunks(r) if left is None else min(num_chunks(r), left // chunk_bytes)
+    if k <= 0:
+      break
+    out[str(leaf_id)] = _gamma_table(key, int(leaf_id), k, int(m))
+    if left is not None:
+      left -= k * chunk_bytes
   return out
 
 
@@ -632,10 +658,11 @@ class RowFn:
     jax.eval_shape(lambda v, x, l, i: self._fn(v, x, l, i, req), variables, inputs, labels, ids)
     return dict(req)
 
-  def build_gamma_cache(self, variables, inputs, labels, ids) -> dict:
+  def build_gamma_cache(self, variables, inputs, labels, ids,
+                        max_bytes: Optional[int] = None) -> dict:
     """The Gamma cache for this function (see `build_gamma_cache`); inputs fix the shapes."""
     req = self.gamma_requests(variables, inputs, labels, ids)
-    return build_gamma_cache(self.key, req, self.m) if req else {}
+    return build_gamma_cache(self.key, req, self.m, max_bytes) if req else {}
 
 
 def make_row_fn(apply_fn: Callable, paths=(), *, m: Optional[int], seed: int = 0,

@@ -267,9 +267,26 @@ def test_gamma_cache_gives_bit_identical_rows(opts):
   assert sum(a.nbytes for a in cache.values()) == sketching.gamma_cache_bytes(req, 24)
   f = jax.jit(fn)
   np.testing.assert_array_equal(f(v, x, None, ids), f(v, x, None, ids, cache))
-  short = {k: a[:0] for k, a in cache.items()}
+  chunk = sketching.GAMMA_CHUNK_ROWS * 24 * 4
+  part = fn.build_gamma_cache(v, x, None, ids, max_bytes=chunk)  # the first leaf only
+  assert len(part) == 1
+  np.testing.assert_array_equal(f(v, x, None, ids), f(v, x, None, ids, part))
+  wrong_m = {k: a[..., :8] for k, a in cache.items()}
   with pytest.raises(SkmmError, match="cached Gamma"):
-    f(v, x, None, ids, short)
+    f(v, x, None, ids, wrong_m)
+
+
+def test_partial_gamma_cache_within_a_leaf_is_exact():
+  x = np.random.default_rng(0).normal(size=(5, 3000)).astype(np.float32)  # 3 chunks
+  key = jax.random.key(2)
+  f = jax.jit(lambda x, g: sketching.sketch_leaf(x, key, 16, 9, g))
+  full = f(x, None)
+  for k in (1, 2, 3):
+    cache = sketching.build_gamma_cache(key, {9: 3000}, 16,
+                                        max_bytes=k * sketching.GAMMA_CHUNK_ROWS * 16 * 4 + 5)
+    assert cache["9"].shape == (k, sketching.GAMMA_CHUNK_ROWS, 16)
+    np.testing.assert_array_equal(f(x, cache), full)
+  assert sketching.build_gamma_cache(key, {9: 3000}, 16, max_bytes=100) == {}
 
 
 def test_auto_falls_back_to_vmap_where_layers_cannot_be_captured():
