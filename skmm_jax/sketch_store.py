@@ -224,8 +224,8 @@ def sketch_dataset(source, apply_fn: Callable, variables, *, root: str,
   validation.check_choice(on_nonfinite, ("raise", "warn"), "on_nonfinite policy")
   if not (gamma_cache is True or gamma_cache is False or gamma_cache == "auto"):
     raise validation.SkmmError(f"gamma_cache must be 'auto', True or False; got {gamma_cache!r}.")
-  if gamma_cache_mb is not None and not (isinstance(gamma_cache_mb, (int, float))
-                                         and gamma_cache_mb >= 0):
+  if gamma_cache_mb is not None and (isinstance(gamma_cache_mb, bool) or not (
+      isinstance(gamma_cache_mb, (int, float)) and gamma_cache_mb >= 0)):
     raise validation.SkmmError(f"gamma_cache_mb must be a number >= 0; got {gamma_cache_mb!r}.")
   if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
     raise validation.SkmmError(f"batch_size must be a positive integer; got {batch_size!r}.")
@@ -287,6 +287,7 @@ def sketch_dataset(source, apply_fn: Callable, variables, *, root: str,
     raise validation.SkmmError(f"store {path!r} holds a different config (hash collision?).")
   if meta is not None and meta.get("complete"):
     return load_store(path)
+
   def padded(inputs, labels, ids):
     return (jax.tree.map(lambda a: _pad_batch(np.asarray(a), bsz), inputs),
             None if labels is None else _pad_batch(np.asarray(labels, np.int32), bsz),
