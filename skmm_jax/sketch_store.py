@@ -167,7 +167,7 @@ def _gamma_cache_plan(gamma_cache, gamma_cache_mb, requests, m, mesh, batches_le
     return (None,)
   need = sketching.gamma_cache_bytes(requests, m)
   budget = gamma_cache_budget(mesh) if gamma_cache_mb is None else int(gamma_cache_mb * 2**20)
-  chunk = sketching.GAMMA_CHUNK_ROWS * int(m) * 4
+  chunk = sketching.GAMMA_BLOCK_ROWS * int(m) * 4
   use = batches_left > 1 and budget >= chunk
   _log.info("Gamma cache: %s of %.1f MB per device (budget %.1f MB, %d batches to go)",
             ("all" if need <= budget else "part") if use else "none", need / 2**20,

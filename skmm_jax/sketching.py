@@ -66,23 +66,9 @@ def gaussian_embedding(key: jax.Array, r: int, m: int, leaf_id: int = 0,
   return jnp.concatenate(blocks, axis=0)[:r]
 
 
-# Rows of Gamma are consumed GAMMA_CHUNK_BLOCKS blocks at a time (one matmul per chunk). This
-# changes only the summation order, never the numbers of Gamma.
-GAMMA_CHUNK_BLOCKS = 1
-GAMMA_CHUNK_ROWS = GAMMA_CHUNK_BLOCKS * GAMMA_BLOCK_ROWS
-
-
-def gamma_chunk(key: jax.Array, leaf_id: int, chunk: int | jax.Array, m: int,
-                dtype=jnp.float32) -> jax.Array:
-  """Rows [chunk*C, (chunk+1)*C) of leaf `leaf_id`'s embedding, C = GAMMA_CHUNK_ROWS."""
-  blocks = [gaussian_block(key, leaf_id, chunk * GAMMA_CHUNK_BLOCKS + j, m, dtype)
-            for j in range(GAMMA_CHUNK_BLOCKS)]
-  return blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks, axis=0)
-
-
-def num_chunks(r: int) -> int:
-  """How many Gamma chunks cover r rows."""
-  return -(-int(r) // GAMMA_CHUNK_ROWS)
+def num_blocks(r: int) -> int:
+  """How many Gamma blocks cover r rows."""
+  return -(-int(r) // GAMMA_BLOCK_ROWS)
 
 
 class GammaRequests(dict):
@@ -94,17 +80,17 @@ def _chunk_source(gammas, key, leaf_id: int, r: int, m: int, dtype) -> Callable:
   if isinstance(gammas, GammaRequests):
     gammas[int(leaf_id)] = max(int(r), gammas.get(int(leaf_id), 0))
   table = None if gammas is None or isinstance(gammas, GammaRequests) else gammas.get(str(leaf_id))
-  generate = lambda c: gamma_chunk(key, leaf_id, c, m, dtype)  # noqa: E731
+  generate = lambda c: gaussian_block(key, leaf_id, c, m, dtype)  # noqa: E731
   if table is None or table.shape[0] == 0:
     return generate
-  if table.ndim != 3 or table.shape[1:] != (GAMMA_CHUNK_ROWS, m):
+  if table.ndim != 3 or table.shape[1:] != (GAMMA_BLOCK_ROWS, m):
     raise validation.SkmmError(
         f"the cached Gamma of leaf {leaf_id} has shape {table.shape}; the sketch needs "
-        f"(<= {num_chunks(r)}, {GAMMA_CHUNK_ROWS}, {m}). Rebuild the cache for this model and m.")
+        f"(<= {num_blocks(r)}, {GAMMA_BLOCK_ROWS}, {m}). Rebuild the cache for this model and m.")
   k = int(table.shape[0])
   read = lambda c: jax.lax.dynamic_index_in_dim(  # noqa: E731
       table, jnp.minimum(c, k - 1), 0, keepdims=False).astype(dtype)
-  if k >= num_chunks(r):
+  if k >= num_blocks(r):
     return read
   # A partial cache holds the first k chunks; the others are generated.
   return lambda c: jax.lax.cond(c < k, read, generate, c)
@@ -114,7 +100,7 @@ def build_gamma_cache(key: jax.Array, requests, m: int,
                       max_bytes: Optional[int] = None) -> dict:
   """The cached embeddings for `requests` ({leaf_id: rows}): {str(leaf_id): (chunks, C, m)}.
 
-  Same numbers as generating on the fly (`gamma_chunk`); pass the result as `gammas` to the
+  Same numbers as generating on the fly (`gaussian_block`); pass the result as `gammas` to the
   sketch functions to skip regenerating r x m Gaussians for every batch.
 
   Args:
@@ -126,13 +112,13 @@ def build_gamma_cache(key: jax.Array, requests, m: int,
       leaf, is generated per call as before). None caches everything.
 
   Returns:
-    {str(leaf_id): (k, C, m) float32}, k <= num_chunks(rows).
+    {str(leaf_id): (k, C, m) float32}, k <= num_blocks(rows).
   """
   out = {}
   left = None if max_bytes is None else int(max_bytes)
-  chunk_bytes = GAMMA_CHUNK_ROWS * int(m) * 4
+  chunk_bytes = GAMMA_BLOCK_ROWS * int(m) * 4
   for leaf_id, r in sorted(requests.items()):
-    k = num_chunks(r) if left is None else min(num_chunks(r), left // chunk_bytes)
+    k = num_blocks(r) if left is None else min(num_blocks(r), left // chunk_bytes)
     if k <= 0:
       break
     out[str(leaf_id)] = _gamma_table(key, int(leaf_id), k, int(m))
@@ -143,28 +129,28 @@ def build_gamma_cache(key: jax.Array, requests, m: int,
 
 @functools.partial(jax.jit, static_argnames=("leaf_id", "n", "m"))
 def _gamma_table(key, leaf_id, n, m):
-  return jax.lax.map(lambda c: gamma_chunk(key, leaf_id, c, m), jnp.arange(n))
+  return jax.lax.map(lambda c: gaussian_block(key, leaf_id, c, m), jnp.arange(n))
 
 
 def gamma_cache_bytes(requests, m: int) -> int:
   """Bytes `build_gamma_cache(requests, m)` allocates (float32)."""
-  return sum(num_chunks(r) * GAMMA_CHUNK_ROWS * int(m) * 4 for r in requests.values())
+  return sum(num_blocks(r) * GAMMA_BLOCK_ROWS * int(m) * 4 for r in requests.values())
 
 
 def sketch_leaf(x: jax.Array, key: jax.Array, m: int, leaf_id: int = 0,
                 gammas=None) -> jax.Array:
   """x (B, r) -> x @ Gamma_leaf (B, m), Gamma generated chunk by chunk inside a scan.
 
-  Traceable (use inside jit). Memory is O(B * C + C * m), C = GAMMA_CHUNK_ROWS.
+  Traceable (use inside jit). Memory is O(B * C + C * m), C = GAMMA_BLOCK_ROWS.
 
   Args:
     gammas: optional cache from `build_gamma_cache` (or a `GammaRequests` to record into).
   """
   b, r = x.shape
-  nc = num_chunks(r)
-  pad = nc * GAMMA_CHUNK_ROWS - r
+  nc = num_blocks(r)
+  pad = nc * GAMMA_BLOCK_ROWS - r
   xp = jnp.pad(x, ((0, 0), (0, pad))) if pad else x
-  xb = xp.reshape(b, nc, GAMMA_CHUNK_ROWS)
+  xb = xp.reshape(b, nc, GAMMA_BLOCK_ROWS)
   rows = _chunk_source(gammas, key, leaf_id, r, m, x.dtype)
 
   def body(acc, i):
@@ -198,8 +184,8 @@ def sketch_outer(u: jax.Array, delta: jax.Array, key: jax.Array, m: int, leaf_id
   b, t, ka = u.shape
   ko = delta.shape[-1]
   r = ka * ko
-  cr = GAMMA_CHUNK_ROWS
-  nc = num_chunks(r)
+  cr = GAMMA_BLOCK_ROWS
+  nc = num_blocks(r)
   aligned = cr % ko == 0
   span = cr // ko if aligned else -(-cr // ko) + 1   # patch entries one chunk touches
   last = ((nc - 1) * cr) // ko

@@ -267,7 +267,7 @@ def test_gamma_cache_gives_bit_identical_rows(opts):
   assert sum(a.nbytes for a in cache.values()) == sketching.gamma_cache_bytes(req, 24)
   f = jax.jit(fn)
   np.testing.assert_array_equal(f(v, x, None, ids), f(v, x, None, ids, cache))
-  chunk = sketching.GAMMA_CHUNK_ROWS * 24 * 4
+  chunk = sketching.GAMMA_BLOCK_ROWS * 24 * 4
   part = fn.build_gamma_cache(v, x, None, ids, max_bytes=chunk)  # the first leaf only
   assert len(part) == 1
   np.testing.assert_array_equal(f(v, x, None, ids), f(v, x, None, ids, part))
@@ -283,8 +283,8 @@ def test_partial_gamma_cache_within_a_leaf_is_exact():
   full = f(x, None)
   for k in (1, 2, 3):
     cache = sketching.build_gamma_cache(key, {9: 3000}, 16,
-                                        max_bytes=k * sketching.GAMMA_CHUNK_ROWS * 16 * 4 + 5)
-    assert cache["9"].shape == (k, sketching.GAMMA_CHUNK_ROWS, 16)
+                                        max_bytes=k * sketching.GAMMA_BLOCK_ROWS * 16 * 4 + 5)
+    assert cache["9"].shape == (k, sketching.GAMMA_BLOCK_ROWS, 16)
     np.testing.assert_array_equal(f(x, cache), full)
   assert sketching.build_gamma_cache(key, {9: 3000}, 16, max_bytes=100) == {}
 

@@ -144,7 +144,7 @@ def test_gamma_cache_on_and_off_give_identical_stores(setup, tmp_path, mesh_name
   on = _run(setup, tmp_path / "on", mesh=mesh, gamma_cache=True)
   off = _run(setup, tmp_path / "off", mesh=mesh, gamma_cache=False)
   auto_none = _run(setup, tmp_path / "none", mesh=mesh, gamma_cache="auto", gamma_cache_mb=0)
-  one_chunk_mb = sketching.GAMMA_CHUNK_ROWS * 16 * 4 / 2**20
+  one_chunk_mb = sketching.GAMMA_BLOCK_ROWS * 16 * 4 / 2**20
   auto_part = _run(setup, tmp_path / "part", mesh=mesh, gamma_cache_mb=1.5 * one_chunk_mb)
   np.testing.assert_array_equal(on.rows, off.rows)
   np.testing.assert_array_equal(on.rows, auto_none.rows)

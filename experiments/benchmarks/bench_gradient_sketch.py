@@ -4,7 +4,7 @@ r"""Benchmark: FT-2 gradient sketching of a ResNet18 at 32x32 inputs, m = 512, t
       them with a stored dense Gamma (r x m, held in memory);
   (b) `gaussian` backend as configured by default (per_example='auto' -> 'captured': layer inputs
       and output-gradients captured in one batched pass, each chunk of the per-example gradient
-      formed right before its matmul), Gamma generated chunk by chunk from the seed per batch;
+      formed right before its matmul), Gamma generated block by block from the seed per batch;
   (c) `kronecker` backend: layer inputs / output-gradients, no per-example gradient;
   (d) `sparse_sign` backend (optional fast transform): vmap(grad), s = 4 signs per coordinate;
   (e) `gaussian` backend with per_example='vmap' (materialised vmap(grad), Gamma generated);
@@ -100,7 +100,7 @@ def run_path(path: str, batch: int, m: int, reps: int, seed: int = 0) -> dict:
   out = {"path": path, "what": PATHS[path], "batch": batch, "m": m, "r": r,
          "layers": list(paths)}
   if path == "a":
-    # Filled chunk by chunk on the host (one r x m float32 buffer, no generator temporaries).
+    # Filled block by block on the host (one r x m float32 buffer, no generator temporaries).
     gamma_np = np.empty((r, m), np.float32)
     rng = np.random.default_rng(seed)
     for i in range(0, r, 1 << 16):
@@ -155,7 +155,7 @@ def matmul_rate(batch: int, m: int, k: int = 16384, reps: int = 7) -> float:
 
 
 def gamma_generation_seconds(r: int, m: int, blocks: int = 64) -> float:
-  """Measured time to generate the r x m Gaussian Gamma chunk by chunk (no matmul), per batch.
+  """Measured time to generate the r x m Gaussian Gamma block by block (no matmul), per batch.
 
   Every number of each chunk is used (summed), so XLA cannot skip generating any of them.
   """
@@ -166,11 +166,11 @@ def gamma_generation_seconds(r: int, m: int, blocks: int = 64) -> float:
   @jax.jit
   def gen(key):
     def body(acc, i):
-      return acc + sketching.gamma_chunk(key, 7, i, m).sum(axis=0), None
+      return acc + sketching.gaussian_block(key, 7, i, m).sum(axis=0), None
     return jax.lax.scan(body, jnp.zeros((m,)), jnp.arange(blocks))[0]
 
   ts = _time(gen, (jax.random.key(0),), 3)
-  return statistics.median(ts) / blocks * sketching.num_chunks(r)
+  return statistics.median(ts) / blocks * sketching.num_blocks(r)
 
 
 def main(argv=None):
@@ -234,7 +234,7 @@ def main(argv=None):
           f"({summary['projection_gflop_per_batch']:.1f} GFLOP/batch)"
           + "".join(f"; ({k}) is {summary[f'{k}_vs_floor']:.2f}x the floor"
                     for k in FLOOR_PATHS if f"{k}_vs_floor" in summary))
-    print(f"generating Gamma (r x m threefry Gaussians, chunk by chunk) alone takes "
+    print(f"generating Gamma (r x m threefry Gaussians, block by block) alone takes "
           f"{summary['gamma_generation_s_per_batch']:.2f} s per batch, whatever the batch size")
   if "cache_build_s" in results.get("f", {}):
     print(f"(f) builds its {results['f']['cache_mb']:.0f} MB Gamma cache once per run in "
