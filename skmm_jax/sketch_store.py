@@ -259,17 +259,18 @@ def sketch_dataset(source, apply_fn: Callable, variables, *, root: str,
       lambda v, x, l, i, g: row_fn(v, x, l, i, g), mesh=mesh,
       in_specs=(P(), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS), P(parallel.DATA_AXIS), P()),
       out_specs=P(parallel.DATA_AXIS), check_vma=False))
-  gammas, cache_resolved = None, False
+  gammas, cache_resolved, requests = None, False, None
 
   def shard(x):
     return jax.device_put(x, parallel.row_sharding(mesh, x.ndim))
 
   def run_step(start, stop):
-    nonlocal gammas, cache_resolved
+    nonlocal gammas, cache_resolved, requests
     inputs, labels, ids = source.batch(start, stop)
     if not cache_resolved:  # from the first batch this run computes (shapes only)
       cache_resolved = True
-      requests = row_fn.gamma_requests(variables, *padded(inputs, labels, ids)) if m else {}
+      if requests is None:  # a resumed run: not recorded when the store was created
+        requests = row_fn.gamma_requests(variables, *padded(inputs, labels, ids)) if m else {}
       plan = _gamma_cache_plan(gamma_cache, gamma_cache_mb, requests, m, mesh,
                                -(-(n - start) // int(batch_size)))
       if plan is not None:
@@ -294,7 +295,10 @@ def sketch_dataset(source, apply_fn: Callable, variables, *, root: str,
             _pad_batch(np.asarray(ids, np.int32), bsz))
 
   if meta is None:
-    width = jax.eval_shape(row_fn, variables, *padded(*source.batch(0, 1))).shape[-1]
+    recorder = sketching.GammaRequests()  # one abstract trace gives the width and Gamma's size
+    width = jax.eval_shape(lambda v, x, l, i: row_fn(v, x, l, i, recorder), variables,
+                           *padded(*source.batch(0, 1))).shape[-1]
+    requests = dict(recorder) if m else {}
     os.makedirs(path, exist_ok=True)
     np.lib.format.open_memmap(os.path.join(path, "rows.npy"), mode="w+", dtype=np.float32,
                               shape=(n, width)).flush()
