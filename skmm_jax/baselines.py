@@ -81,13 +81,16 @@ def _kcenter(x, mask, start, n):
     return jnp.maximum(sq - 2 * jnp.dot(x, x[p], precision=_HI) + sq[p], 0)
 
   def body(t, carry):
-    mind, idx = carry
-    p = jnp.argmax(jnp.where(mask, mind, -1.0))
-    return jnp.minimum(mind, dist_to(p)), idx.at[t].set(p)
+    mind, chosen, idx = carry
+    # Chosen rows are excluded explicitly: with duplicated rows (or rounding) their distance
+    # need not be the unique minimum 0, and ties at 0 must fall on an unchosen row.
+    p = jnp.argmax(jnp.where(mask & ~chosen, mind, -1.0))
+    return jnp.minimum(mind, dist_to(p)), chosen.at[p].set(True), idx.at[t].set(p)
 
   mind = dist_to(start)
+  chosen = jnp.zeros(x.shape[0], bool).at[start].set(True)
   idx = jnp.zeros(n, jnp.int32).at[0].set(start)
-  return jax.lax.fori_loop(1, n, body, (mind, idx))[1]
+  return jax.lax.fori_loop(1, n, body, (mind, chosen, idx))[2]
 
 
 @selection.register("kcenter")

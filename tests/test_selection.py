@@ -145,3 +145,29 @@ def test_bad_features_give_clear_errors(feats):
     skmm_jax.select(np.zeros((0, 3)), 1)
   with pytest.raises(skmm_jax.SkmmError, match="labels must have shape"):
     skmm_jax.select(x, 5, labels=np.zeros(3, int))
+
+
+def _farthest_first(x, start, n):
+  """numpy k-center greedy: the unchosen row farthest from the chosen set, first index on ties."""
+  d = ((x[:, None] - x[None]) ** 2).sum(-1)
+  chosen = [start]
+  for _ in range(n - 1):
+    mind = d[:, chosen].min(axis=1)
+    mind[chosen] = -1
+    chosen.append(int(np.argmax(mind)))
+  return chosen
+
+
+def test_kcenter_and_herding_match_references_and_survive_duplicate_rows():
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(40, 5)).astype(np.float32)
+  start = int(jax.random.randint(jax.random.key(11), (), 0, 40))
+  got = skmm_jax.select(x, 7, method="kcenter", seed=11).indices
+  np.testing.assert_array_equal(got, sorted(_farthest_first(x.astype(np.float64), start, 7)))
+  # 12 rows, 3 distinct points: after 3 picks every distance is 0 and ties must go to new rows.
+  dup = np.repeat(rng.normal(size=(3, 4)).astype(np.float32), 4, axis=0)
+  for method in ("kcenter", "herding"):
+    idx = skmm_jax.select(dup, 5, method=method, seed=0).indices
+    assert len(np.unique(idx)) == 5
+  idx = skmm_jax.select(dup, 3, method="kcenter", seed=0).indices
+  assert len(np.unique(dup[idx], axis=0)) == 3  # farthest-first covers every distinct point
