@@ -446,6 +446,9 @@ def fit(predict_fn: Callable, params, train: Split, indices, val: Optional[Split
       state = jax.device_put(restored["state"], rep)
       best = jax.device_put(restored["best"], rep)
       history = _read_history(hist_path, start_epoch)
+    # The file then holds exactly the restored epochs: rows of epochs lost with an interruption
+    # are dropped now, not left to reappear on a later resume.
+    _write_history(hist_path, history)
 
   if frozen is not None:
     frozen = jax.device_put(jax.tree.map(jnp.asarray, frozen), rep)

@@ -153,3 +153,38 @@ def test_paper_defaults():
   assert (cfg.learning_rate, cfg.epochs, cfg.optimizer) == (0.1, 50, "adam")
   assert training.paper_config("cifar10_ft1").epochs == 200
   assert training.paper_config("cifar10_ft2", epochs=2).epochs == 2
+
+
+def test_history_stays_exact_over_two_interruptions(tmp_path, monkeypatch):
+  data, val = _blobs(), _blobs(60, seed=5)
+  idx = np.arange(0, 240, 3)
+  predict, params = _mlp_fn()
+  cfg = _cfg(checkpoint_every=1)
+  wd = str(tmp_path / "run")
+  training.fit(predict, params, data, idx, val, val, cfg, num_classes=3, frozen=FROZEN,
+               workdir=wd, stop_after_epoch=3)
+  with open(os.path.join(wd, "metrics.jsonl"), "a") as f:  # a row of an epoch lost in a kill
+    f.write(json.dumps({"epoch": 4, "train_loss": -1.0}) + "\n")
+
+  class Killed(Exception):
+    pass
+
+  save = training._save
+
+  def save_then_die(mgr, epoch, item):
+    save(mgr, epoch, item)
+    if epoch == 4:
+      raise Killed()
+
+  monkeypatch.setattr(training, "_save", save_then_die)
+  with pytest.raises(Killed):  # the second interruption, right after checkpoint 4
+    training.fit(predict, params, data, idx, val, val, cfg, num_classes=3, frozen=FROZEN,
+                 workdir=wd)
+  monkeypatch.setattr(training, "_save", save)
+  res = training.fit(predict, params, data, idx, val, val, cfg, num_classes=3, frozen=FROZEN,
+                     workdir=wd)
+  assert [r["epoch"] for r in res.history] == list(range(1, 7))
+  with open(os.path.join(wd, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  assert [r["epoch"] for r in rows] == list(range(1, 7))
+  assert all(r["train_loss"] > 0 for r in rows)
