@@ -100,7 +100,9 @@ def pretrain(config, workdir: str, progress: bool = False):
   tr, va = vision.split_holdout(len(y), 0.2, int(config.get("split_seed", 0)))
   pcfg = training.TrainConfig.from_config(dict(config.pretrain.to_dict(), progress=progress))
   seed = int(config.get("model_seed", 0))
-  key = cache.fingerprint("pretrain", config.arch.to_dict(), pcfg.__dict__,
+  # `progress` only draws a bar: it must not change the key (else a second pretraining).
+  key = cache.fingerprint("pretrain", config.arch.to_dict(),
+                          {k: v for k, v in pcfg.__dict__.items() if k != "progress"},
                           cache.array_fingerprint(x), cache.array_fingerprint(y), seed)
   path = os.path.join(workdir, "pretrain", key)
   if path in _PRETRAINED:
@@ -173,6 +175,6 @@ def run(config, workdir: Optional[str] = None) -> List[Dict[str, Any]]:
     sub = setting_config(config, setting)
     recs = vision.run(sub, os.path.join(workdir, setting))
     records += recs
-  _, info = pretrain(config, workdir)
+  _, info = pretrain(config, workdir, bool(config.get("progress", False)))
   cache.atomic_write_json(os.path.join(workdir, "pretrain_info.json"), info)
   return records
