@@ -422,8 +422,10 @@ def fit(predict_fn: Callable, params, train: Split, indices, val: Optional[Split
   steps_per_epoch = -(-n // bs)
   opt_key = tuple(sorted((k, getattr(cfg, k)) for k in
                          ("optimizer", "learning_rate", "schedule", "weight_decay")))
-  tx, step_fn, pred_jit = _compiled(predict_fn, opt_key, steps_per_epoch * cfg.epochs,
-                                    cfg.task, float(cfg.l2))
+  # Only a cosine schedule depends on the run's length; any other shares one compiled step
+  # across budgets n (a sweep would otherwise recompile for every n).
+  total = steps_per_epoch * cfg.epochs if cfg.schedule == "cosine" else 0
+  tx, step_fn, pred_jit = _compiled(predict_fn, opt_key, total, cfg.task, float(cfg.l2))
   y_dtype = np.int32 if cfg.task == "classification" else np.float32
 
   rep = parallel.replicated(mesh)
