@@ -222,8 +222,11 @@ class RidgeEvaluator:
     """The ridge fit and risk of the selection `subset`."""
     return ridge_risk(self.k, self.y, subset, self.alphas, self.n_splits)
 
-  def full_data(self) -> RidgeFit:
-    """The reference: the same procedure on all N rows (cached)."""
-    if self._full is None:
-      self._full = self.risk(np.arange(self.num_rows))
-    return self._full
+  def full_data(self, how: str = "sorted", seed: int = 0) -> RidgeFit:
+    """The reference: the same procedure on all N rows, in `fold_order(.., how, seed)` order.
+
+    Score it with the fold order the selections get, so that the CV protocol is the same.
+    """
+    if self._full is None or self._full[0] != (how, seed):
+      self._full = ((how, seed), self.risk(fold_order(np.arange(self.num_rows), how, seed)))
+    return self._full[1]

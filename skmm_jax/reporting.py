@@ -263,11 +263,9 @@ def plot(summary: Summary, path: str, ylabel: Optional[str] = None, xlabel: Opti
       ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3, linewidth=0.5)
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, ".tmp-" + os.path.basename(path))
-    fig.savefig(tmp, format="png", bbox_inches="tight")
-    plt.close(fig)
-  os.replace(tmp, path)
+    try:
+      cache._atomic_write(path, lambda f: fig.savefig(f, format="png", bbox_inches="tight"))
+    finally:
+      plt.close(fig)
   return path
 

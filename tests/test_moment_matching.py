@@ -130,10 +130,13 @@ def test_pgd_objective_decreases_and_beats_adam():
   assert np.all(np.asarray(st_pgd.best_gamma) >= prob.gamma_min - 1e-6)
 
 
-def test_pgd_monotone_in_iterations():
+def test_pgd_makes_progress_with_iterations():
   prob, _, s0 = _problem(seed=3)
-  fs = [float(mm.solve(prob, s0, iters=k).best_f) for k in (1, 10, 100)]
-  assert fs[0] >= fs[1] >= fs[2]
+  f0 = float(mm.objective(prob, s0, jnp.full(prob.lam.shape, prob.gamma_min)))
+  fs = [float(mm.solve(prob, s0, iters=k).best_f) for k in (10, 100)]
+  # Each run must really decrease the objective (the best-so-far is monotone by construction,
+  # so compare against the start and ask for a strict, sizeable improvement).
+  assert fs[0] < 0.9 * f0 and fs[1] < 0.9 * fs[0]
 
 
 def test_diagnostics_of_full_selection_are_ideal():

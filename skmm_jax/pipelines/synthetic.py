@@ -261,15 +261,15 @@ def run(config, workdir: str) -> Dict[str, Any]:
           if (key, n, seed) not in done]
   data = make_data(config)
   evaluator = make_evaluator(config, data)
-  full = evaluator.full_data()
+  fold = str(config.eval.get("fold_order", "shuffled"))
+  full = evaluator.full_data(fold)  # the CV protocol of the selections
   features = data.features.astype(np.float32)
   bar = tqdm(total=len(seeds) * len(sizes) * len(rows), initial=len(done & {
       (k, n, s) for s in seeds for n in sizes for k, _ in rows}),
              desc="synthetic GMM", disable=not bool(config.get("progress", True)), unit="run")
   for seed, n, key, entry in todo:
     bar.set_postfix_str(f"{key} n={n} seed={seed}")
-    rec = run_one(features, evaluator, key, entry, n, seed, data.clusters,
-                  str(config.eval.get("fold_order", "shuffled")))
+    rec = run_one(features, evaluator, key, entry, n, seed, data.clusters, fold)
     rec["config_fingerprint"] = fp
     append_record(workdir, rec)
     records.append(rec)
