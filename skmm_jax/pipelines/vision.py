@@ -45,6 +45,7 @@ import numpy as np
 from skmm_jax import cache
 from skmm_jax import training
 from skmm_jax import validation
+from skmm_jax.data import vision as vision_data
 
 SETTINGS = ("lp", "ft1", "ft2")
 SELECTION_FEATURES = ("features", "head_grad", "grad")
@@ -86,9 +87,7 @@ def register_dataset(name: str):
 def split_holdout(n: int, fraction: float, seed: int):
   """(keep, holdout) index arrays: a seeded random `fraction` of range(n) is held out."""
   validation.check_range(fraction, "val_fraction", 0.0, 1.0, low_open=True, high_open=True)
-  perm = np.random.default_rng(seed).permutation(n)
-  k = max(1, int(round(n * fraction)))
-  return np.sort(perm[k:]), np.sort(perm[:k])
+  return vision_data.train_val_indices(n, seed=seed, n_val=max(1, int(round(n * fraction))))
 
 
 @register_dataset("mock")
@@ -446,6 +445,8 @@ def run(config, workdir: Optional[str] = None) -> List[Dict[str, Any]]:
              **{f"test_{k}": v for k, v in res.test.items()},
              **{f"sel_{k}": v for k, v in diag.items()}}
       cache.atomic_write_json(res_path, rec)
+    # The label depends on this sweep (several m or c?), not on the run that cached the result.
+    rec = dict(rec, label=method_label(method, m, c, len(ms) > 1, len(cs) > 1))
     records.append(rec)
   refs = {}
   if config.get("full_reference", False):
