@@ -407,6 +407,8 @@ def run(config, workdir: Optional[str] = None) -> List[Dict[str, Any]]:
           continue  # c is a SkMM option only
         if not grad_feats and not method.startswith("skmm") and m != ms[0]:
           continue  # on features, m is a SkMM option only
+        if method == "uniform" and m != ms[0]:
+          continue  # uniform never reads the rows: one run per (n, seed) whatever m is
         for n in ns:
           for seed in seeds:
             jobs.append((m, c, method, n, seed))
