@@ -338,11 +338,6 @@ def selection_diagnostics(sketch, indices: np.ndarray) -> dict:
 # The selector.
 
 
-@functools.partial(jax.jit, static_argnames=("m",))
-def _sketch(x, key, m):
-  return sketching.sketch_leaf(x, key, m, 0)
-
-
 def _indicator(indices: np.ndarray, n_padded: int, n: int, mesh) -> jax.Array:
   s0 = np.zeros(n_padded, np.float32)
   s0[indices] = 1.0 / n
@@ -380,7 +375,7 @@ def skmm(rows: parallel.ShardedRows, n: int, key: jax.Array, *, ctx,
   else:
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m <= 0:
       raise validation.SkmmError(f"sketch dimension m must be a positive integer or None; got {m!r}.")
-    sketch = parallel.ShardedRows(_sketch(rows.array, k_sketch, int(m)), rows.n_valid, rows.mesh)
+    sketch = sketching.sketch_sharded(rows, int(m), key=k_sketch)
   prob, spec = make_problem(sketch, n, c)
   if init == "random":
     start = np.asarray(jax.random.permutation(k_init, rows.n_valid)[:n])

@@ -239,9 +239,13 @@ def gaussian_sketch(features, m: int, seed: int = 0, leaf_id: int = 0,
 
 
 def sketch_sharded(rows: parallel.ShardedRows, m: int, seed: int = 0,
-                   leaf_id: int = 0) -> parallel.ShardedRows:
-  """Like `gaussian_sketch` but keeps the result sharded on the device mesh."""
-  out = _sketch_rows(rows.array, jax.random.key(seed), int(m), int(leaf_id))
+                   leaf_id: int = 0, key: Optional[jax.Array] = None) -> parallel.ShardedRows:
+  """Like `gaussian_sketch` but keeps the result sharded on the device mesh.
+
+  `key` (a derived key) replaces `jax.random.key(seed)` when given.
+  """
+  key = jax.random.key(seed) if key is None else key
+  out = _sketch_rows(rows.array, key, int(m), int(leaf_id))
   return parallel.ShardedRows(out, rows.n_valid, rows.mesh)
 
 
