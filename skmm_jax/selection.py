@@ -42,7 +42,8 @@ class SelectorOutput(NamedTuple):
   Attributes:
     indices: (n,) distinct row ids (any order; `select` sorts them).
     weights: optional (N,) relaxation weights (SkMM's s).
-    sketch: optional (N, m) matrix the selector matched moments on (used for diagnostics).
+    sketch: optional (N, m) matrix the selector matched moments on (for callers; the
+      diagnostics use one common sketch for every method).
     info: extra scalars (objective, ||s||_0, iterations ...).
   """
   indices: np.ndarray
@@ -128,7 +129,7 @@ def select(features, n: int, method: str = "skmm", *, seed: int = 0, labels=None
     mesh: optional `data` mesh (default: all local devices).
     diagnostics: compute the moment gap, trace and eigenvalue scores of the selection.
     progress: show progress bars.
-    diagnostics_m: sketch dimension for diagnostics of non-SkMM selectors when d is larger.
+    diagnostics_m: sketch dimension the diagnostics of every method use when d is larger.
     **method_options: options of the selector (see `options(method)`).
 
   Returns:
@@ -161,9 +162,9 @@ def select(features, n: int, method: str = "skmm", *, seed: int = 0, labels=None
   diag: Dict[str, Any] = dict(out.info or {})
   if diagnostics:
     from skmm_jax import moment_matching
-    if out.sketch is not None:
-      sk = out.sketch
-    elif features.shape[1] <= diagnostics_m:
+    # Every method is measured on the same matrix (SkMM's own optimisation sketch may have
+    # another m): the features themselves, or one seed-derived sketch of them.
+    if features.shape[1] <= diagnostics_m:
       sk = rows
     else:
       from skmm_jax import sketching
